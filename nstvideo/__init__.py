@@ -1,0 +1,15 @@
+"""nstvideo: neural style transfer (Gatys et al.) for stills of any size and for video."""
+
+__version__ = "0.1.0"
+
+from .config import (LossConfig, ModelConfig, OptimConfig, OutputConfig, ScheduleConfig,
+                     StylizeConfig)
+from .engine import OptimResult, Progress, optimize
+from .errors import InputError, LayerError, NstError, UsageError, WeightsError
+from .stylize import StylizeResult, stylize_image
+
+__all__ = [
+    "LossConfig", "ModelConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "StylizeConfig",
+    "OptimResult", "Progress", "optimize", "InputError", "LayerError", "NstError", "UsageError",
+    "WeightsError", "StylizeResult", "stylize_image", "__version__",
+]

@@ -1,0 +1,147 @@
+"""Frozen dataclasses: the one home of every default.
+
+Each field carries the metadata the CLI needs (flag help, choices, parser), so argparse
+options are generated from these classes and never restate a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from .errors import UsageError
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not items:
+        raise UsageError(f"expected a comma-separated list, got {text!r}")
+    return items
+
+
+def _csv_floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in _csv(text))
+    except ValueError:
+        raise UsageError(f"expected comma-separated numbers such as 1,0.5, got {text!r}") from None
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise UsageError(f"weights must be non-negative with a positive sum, got {text!r}")
+    return values
+
+
+def opt(default: Any, help: str, *, parse: Optional[Callable[[str], Any]] = None,
+        choices: Optional[tuple[str, ...]] = None, flag: Optional[str] = None,
+        metavar: Optional[str] = None, cli: bool = True):
+    """A dataclass field with the CLI's description of it."""
+    meta = {"help": help, "parse": parse, "choices": choices, "flag": flag,
+            "metavar": metavar, "cli": cli}
+    return field(default=default, metadata=meta)
+
+
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which frozen network measures content and style, and where it runs."""
+
+    model: str = opt("vgg19", "feature network", choices=("vgg19", "vgg16"))
+    pooling: str = opt("max", "pooling layers of the network", choices=("max", "avg"))
+    weights: Optional[str] = opt(
+        None, "VGG weights: a torchvision state-dict file, or 'random' (seeded He init, "
+        "texture-only results); default: $NSTVIDEO_WEIGHTS, then the torch hub cache, then download",
+        metavar="PATH|random")
+    device: str = opt("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    precision: str = opt("fp32", "network arithmetic; losses and canvas stay fp32",
+                         choices=("fp32", "tf32", "bf16"))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """What the output must match, and how much each term counts.
+
+    All terms are size-invariant (means, not sums; Gram normalised by C*H*W; content and style
+    terms relative to their targets' energy), so the defaults hold at 256 px and at 4K alike.
+    """
+
+    content_layers: tuple[str, ...] = opt(("relu4_2",), "comma-separated layer names",
+                                          parse=_csv, metavar="LAYERS")
+    style_layers: tuple[str, ...] = opt(GATYS_STYLE_LAYERS, "comma-separated layer names",
+                                        parse=_csv, metavar="LAYERS")
+    layer_weights: Optional[tuple[float, ...]] = opt(
+        None, "one weight per style layer (default: equal)", parse=_csv_floats, metavar="W1,W2,...")
+    style_weights: Optional[tuple[float, ...]] = opt(
+        None, "blend weights, one per --style (default: equal)", parse=_csv_floats,
+        metavar="W1,W2,...")
+    content_weight: float = opt(1.0, "weight of the content term")
+    style_weight: float = opt(1000.0, "weight of the style term")
+    tv_weight: float = opt(10.0, "weight of the total-variation (smoothness) term")
+    style_scale: float = opt(1.0, "style image size relative to the output's long side")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How the pixels are optimized within one unit (one scale, one frame)."""
+
+    optimizer: str = opt("lbfgs", "optimizer", choices=("lbfgs", "adam"))
+    lr: Optional[float] = opt(None, "step size (default: 1.0 for lbfgs, 0.02 for adam)")
+    iterations: int = opt(500, "iterations per scale")
+    tolerance: float = opt(1e-4, "stop a unit early when the loss changed by less than this "
+                           "fraction over --tolerance-every iterations (0 disables)")
+    tolerance_every: int = opt(50, "iterations between relative-tolerance checks")
+    lbfgs_history: int = opt(100, "L-BFGS history size")
+
+    def step_size(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return 1.0 if self.optimizer == "lbfgs" else 0.02
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """How a still image becomes units: the coarse-to-fine scales."""
+
+    size: int = opt(512, "long side of the output in pixels")
+    min_scale: int = opt(256, "long side of the coarsest scale (coarse-to-fine doubles up to --size)")
+    min_iterations: int = opt(50, "fewest iterations a scale above 1024 px gets")
+    init: str = opt("content", "content, noise, blend (content plus noise) or an image PATH",
+                    metavar="content|noise|blend|PATH")
+    init_noise: float = opt(0.5, "noise fraction for --init blend")
+    seed: int = opt(0, "random seed: the same seed gives the same output")
+    preserve_colors: bool = opt(False, "keep the content's colours (luminance-only transfer)")
+    tile_size: Optional[int] = opt(None, "force blocks of at most N px", metavar="N")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """What is written besides the final image."""
+
+    save_every: int = opt(0, "write an intermediate image every N iterations (0: never)")
+    report: Optional[str] = opt(None, "write a JSON run report here", metavar="PATH")
+    bit_depth: Optional[int] = opt(None, "8 or 16 bits per channel (default: 16 for TIFF, else 8)",
+                                   parse=int, metavar="8|16")
+    quiet: bool = opt(False, "no progress bar")
+    dry_run: bool = opt(False, "print the plan and exit")
+
+
+@dataclass(frozen=True)
+class StylizeConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def replace(self, **sections: Any) -> "StylizeConfig":
+        """Return a copy with fields of sections replaced: replace(loss={'content_weight': 0})."""
+        updated = {name: dataclasses.replace(getattr(self, name), **changes)
+                   for name, changes in sections.items()}
+        return dataclasses.replace(self, **updated)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
+            "schedule": ScheduleConfig, "output": OutputConfig}

@@ -1,0 +1,73 @@
+"""Loss terms: pure functions, plus thin modules that hold a fixed target.
+
+Exact formulas (x: canvas in [0,1], N: number of elements, F: features of shape C x (H*W)):
+
+    gram(F)          = F Fᵀ / (C·H·W)
+    content(F, Fc)   = mean((F − Fc)²) / mean(Fc²)
+    style(G, Gs)     = mean((G − Gs)²) / mean(Gs²)          (G, Gs: Gram matrices)
+    tv(x)            = mean((x[i+1,j] − x[i,j])²) + mean((x[i,j+1] − x[i,j])²)
+    temporal(x, w, c)= mean(c · (x − w)²)                     (w: warped previous output, c: mask)
+
+Means (not sums) and the Gram's 1/(C·H·W) make every term independent of the image size. The
+content and style terms are divided by their target's energy, a constant fixed when the target is
+set, so the gradient is that of a plain MSE, and layers, networks (pretrained or random) and
+styles are comparable: a value of 1.0 means an error as large as the target itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-12
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C), normalised by C·H·W."""
+    batch, channels, height, width = features.shape
+    flat = features.reshape(batch, channels, height * width).float()
+    return flat @ flat.transpose(1, 2) / (channels * height * width)
+
+
+def energy(target: torch.Tensor) -> torch.Tensor:
+    return target.float().pow(2).mean().clamp_min(EPS)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor, target_energy: torch.Tensor) -> torch.Tensor:
+    return (features.float() - target).pow(2).mean() / target_energy
+
+
+def style_loss(gram_matrix: torch.Tensor, target_gram: torch.Tensor, target_energy: torch.Tensor) -> torch.Tensor:
+    return (gram_matrix - target_gram).pow(2).mean() / target_energy
+
+
+def tv_loss(image: torch.Tensor) -> torch.Tensor:
+    down = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    right = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return down + right
+
+
+def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (mask * (image - warped).pow(2)).mean()
+
+
+class ContentLoss(nn.Module):
+    def __init__(self, target: torch.Tensor):
+        super().__init__()
+        self.register_buffer("target", target.detach().float())
+        self.register_buffer("target_energy", energy(target.detach()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return content_loss(features, self.target, self.target_energy)
+
+
+class StyleLoss(nn.Module):
+    """Holds a target Gram matrix (possibly a blend of several styles' Grams)."""
+
+    def __init__(self, target_gram: torch.Tensor):
+        super().__init__()
+        self.register_buffer("target", target_gram.detach().float())
+        self.register_buffer("target_energy", energy(target_gram.detach()))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return style_loss(gram(features), self.target, self.target_energy)

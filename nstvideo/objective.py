@@ -1,0 +1,109 @@
+"""The weighted sum of loss terms that one unit (a scale, a frame) minimises.
+
+Targets (content features, blended style Grams) are computed once when the objective is built and
+reused at every iteration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .features import VGGFeatures
+from .losses import ContentLoss, StyleLoss, gram, temporal_loss, tv_loss
+
+
+def normalised(weights: Optional[Sequence[float]], count: int, what: str) -> list[float]:
+    """Equal weights by default; given weights are scaled to sum to 1."""
+    from .errors import UsageError
+
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise UsageError(f"{what} has {len(weights)} values but {count} are needed")
+    total = float(sum(weights))
+    return [w / total for w in weights]
+
+
+def precision_context(precision: str, device: torch.device):
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_network_layout(image: torch.Tensor) -> torch.Tensor:
+    # channels_last is ~1.35x faster for VGG on CPU and what tensor cores want on GPU
+    return image.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def extract(network: VGGFeatures, image: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
+    with precision_context(precision, image.device):
+        return {name: f.float() for name, f in network(to_network_layout(image)).items()}
+
+
+@torch.no_grad()
+def blended_grams(network: VGGFeatures, styles: Sequence[torch.Tensor], blend: Sequence[float],
+                  layers: Sequence[str], precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """Target Gram per layer: the blend-weighted mean of each style image's Gram."""
+    targets: dict[str, torch.Tensor] = {}
+    for style, weight in zip(styles, blend):
+        features = extract(network, style, precision)
+        for name in layers:
+            contribution = weight * gram(features[name])
+            targets[name] = targets[name] + contribution if name in targets else contribution
+    return targets
+
+
+class StyleObjective(nn.Module):
+    """content_weight·content + style_weight·style + tv_weight·tv (+ temporal_weight·temporal).
+
+    ``forward`` returns the weighted terms and their ``total`` as 0-d tensors.
+    """
+
+    def __init__(self, network: VGGFeatures, *, content_layers: Sequence[str],
+                 style_layers: Sequence[str], content: Optional[torch.Tensor],
+                 styles: Sequence[torch.Tensor], style_blend: Optional[Sequence[float]] = None,
+                 layer_weights: Optional[Sequence[float]] = None, content_weight: float = 1.0,
+                 style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32"):
+        super().__init__()
+        self.network = network
+        self.precision = precision
+        self.content_weight = content_weight if content is not None else 0.0
+        self.style_weight = style_weight
+        self.tv_weight = tv_weight
+        self.style_layer_weights = normalised(layer_weights, len(style_layers), "--layer-weights")
+        blend = normalised(style_blend, len(styles), "--style-weights")
+        grams = blended_grams(network, styles, blend, style_layers, precision)
+        self.style_losses = nn.ModuleDict({name: StyleLoss(grams[name]) for name in style_layers})
+        self.content_losses = nn.ModuleDict()
+        if content is not None and self.content_weight > 0:
+            features = extract(network, content, precision)
+            self.content_losses.update({name: ContentLoss(features[name]) for name in content_layers})
+        self.temporal_weight = 0.0
+        self.register_buffer("warped", None)
+        self.register_buffer("reliable", None)
+
+    def set_temporal(self, warped: torch.Tensor, reliable: torch.Tensor, weight: float) -> None:
+        """Add weight·mean(reliable·(x − warped)²): the warped previous frame, masked."""
+        self.warped, self.reliable, self.temporal_weight = warped, reliable, weight
+
+    def forward(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
+        with precision_context(self.precision, canvas.device):
+            features = self.network(to_network_layout(canvas))
+        terms: dict[str, torch.Tensor] = {}
+        if len(self.content_losses):
+            content = sum(loss(features[name]) for name, loss in self.content_losses.items())
+            terms["content"] = self.content_weight * content / len(self.content_losses)
+        style = sum(w * self.style_losses[name](features[name])
+                    for name, w in zip(self.style_losses, self.style_layer_weights))
+        terms["style"] = self.style_weight * style
+        if self.tv_weight:
+            terms["tv"] = self.tv_weight * tv_loss(canvas)
+        if self.temporal_weight and self.warped is not None:
+            terms["temporal"] = self.temporal_weight * temporal_loss(canvas, self.warped, self.reliable)
+        terms["total"] = sum(terms.values())
+        return terms

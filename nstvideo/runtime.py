@@ -1,0 +1,57 @@
+"""The device, its arithmetic settings and its memory figures."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import sys
+
+import torch
+
+from .errors import DeviceError
+
+
+def resolve_device(spec: str) -> torch.device:
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible")
+    elif device.type != "cpu":
+        raise DeviceError(f"unsupported device {spec!r}; expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def configure_precision(precision: str) -> None:
+    """TF32 matmuls/convolutions on GPUs that have them; bf16 is applied by autocast per pass."""
+    tf32 = precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = True
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> dict[str, float]:
+    """Peak device allocation (GPU) and peak resident memory of this process, in MiB."""
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figures = {"host_peak_rss_mib": rss_kib / (1 << 20 if sys.platform == "darwin" else 1 << 10)}
+    if device.type == "cuda":
+        figures["device_peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / (1 << 20)
+    return figures
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
