@@ -119,17 +119,27 @@ def encode(image: np.ndarray, fmt: str, bit_depth: int) -> bytes:
     return buffer.tobytes()
 
 
+def temp_beside(path: Path, suffix: str = ".part") -> Path:
+    """An empty temporary file in the target's folder (same filesystem: the rename is atomic),
+    with the permissions a plain open() would give."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
+    return Path(temp)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write beside the target, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    temp = temp_beside(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+        temp.write_bytes(data)
         os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
 
 

@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny images, random-weight networks, and a weights file on disk.
+
+Nothing here downloads; everything runs on the CPU in seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from nstvideo.config import StylizeConfig
+from nstvideo.features import VGGFeatures
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "samples"
+
+torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def gradient_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth photo-like RGB image with some structure, uint8 BGR for cv2.imwrite."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    image = np.stack([xx / width, yy / height, 0.5 + 0.5 * np.sin(xx / 7 + yy / 11)], axis=2)
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(4, width / 4)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 1, 3)
+    return (image * 255).astype(np.uint8)
+
+
+def stripes_image(size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    image = np.stack([0.5 + 0.5 * np.sin(xx / 2.0), 0.5 + 0.5 * np.cos(yy / 3.0),
+                      0.5 + 0.5 * np.sin((xx + yy) / 4.0)], axis=2)
+    return (image * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def content_path(tmp_path) -> Path:
+    path = tmp_path / "content.png"
+    cv2.imwrite(str(path), gradient_image(48, 64))
+    return path
+
+
+@pytest.fixture
+def style_path(tmp_path) -> Path:
+    path = tmp_path / "style.png"
+    cv2.imwrite(str(path), stripes_image(64))
+    return path
+
+
+@pytest.fixture(scope="session")
+def network() -> VGGFeatures:
+    layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1")
+    return VGGFeatures("vgg19", layers).to(memory_format=torch.channels_last)
+
+
+@pytest.fixture
+def small_config() -> StylizeConfig:
+    return StylizeConfig().replace(model={"weights": "random", "device": "cpu"},
+                                   schedule={"size": 64, "min_scale": 64},
+                                   optim={"iterations": 12}, output={"quiet": True})
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    """A torchvision-format VGG19 state dict (random values) saved to disk."""
+    import torchvision
+
+    path = tmp_path_factory.mktemp("weights") / "vgg19-test.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19().state_dict(), path)
+    return path
