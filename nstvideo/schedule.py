@@ -36,17 +36,20 @@ def scale_iterations(long_side: int, iterations: int, min_iterations: int) -> in
 
 
 def plan_scales(height: int, width: int, size: int, min_scale: int, iterations: int,
-                min_iterations: int) -> list[ScaleStep]:
-    """Long sides size, size/2, size/4, ... down to min_scale, coarsest first."""
+                min_iterations: int, min_short_side: int = 1) -> list[ScaleStep]:
+    """Long sides size, size/2, size/4, ... down to min_scale, coarsest first.
+
+    Scales whose short side is under ``min_short_side`` (the network's total stride: below it the
+    deepest layer has no pixels) are left out; the final scale is always kept.
+    """
     sides = [size]
     while sides[-1] / 2 >= min_scale:
         sides.append(round(sides[-1] / 2))
     sides.reverse()
-    steps = []
-    for index, side in enumerate(sides):
-        h, w = fit_long_side(height, width, side)
-        steps.append(ScaleStep(index, h, w, scale_iterations(side, iterations, min_iterations)))
-    return steps
+    shapes = [fit_long_side(height, width, side) for side in sides]
+    kept = [shape for shape in shapes[:-1] if min(shape) >= min_short_side] + shapes[-1:]
+    return [ScaleStep(index, h, w, scale_iterations(max(h, w), iterations, min_iterations))
+            for index, (h, w) in enumerate(kept)]
 
 
 def estimate_memory_mib(table, layers, height: int, width: int, bytes_per_value: int = 4) -> float:

@@ -21,7 +21,7 @@ from . import color
 from .config import StylizeConfig
 from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
 from .errors import UsageError
-from .features import VGGFeatures, canonical_layers
+from .features import VGGFeatures, canonical_layers, deepest
 from .objective import StyleObjective
 from .runtime import resolve_device
 from .schedule import ScaleStep, fit_long_side, plan_scales
@@ -80,9 +80,23 @@ def initial_canvas(init: str, content: Optional[torch.Tensor], init_image: Optio
     return resize(init_image, height, width)
 
 
+def network_stride(config: StylizeConfig) -> int:
+    """Total stride at the deepest layer used: the smallest image side the network can take."""
+    arch = config.model.model
+    return deepest(canonical_layers(config.loss.content_layers + config.loss.style_layers, arch),
+                   arch).stride
+
+
 def plan(config: StylizeConfig, height: int, width: int) -> list[ScaleStep]:
     s = config.schedule
-    return plan_scales(height, width, s.size, s.min_scale, config.optim.iterations, s.min_iterations)
+    stride = network_stride(config)
+    steps = plan_scales(height, width, s.size, s.min_scale, config.optim.iterations,
+                        s.min_iterations, min_short_side=stride)
+    final = steps[-1]
+    if min(final.height, final.width) < stride:
+        raise UsageError(f"output {final.width}x{final.height} is too small: the deepest layer "
+                         f"needs at least {stride} px on each side; raise --size")
+    return steps
 
 
 def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor],
