@@ -186,7 +186,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
         init_image = images.load(config.schedule.init)
     device = runtime.resolve_device(config.model.device)
     height, width = (config.schedule.size, config.schedule.size) if texture else content.shape[-2:]
-    steps = plan(config, height, width)
+    steps = plan(config, height, width, device)
 
     if config.output.dry_run:
         print_plan(steps, config, device, output)
@@ -210,7 +210,8 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
         callbacks.append(SaveEvery(config.output.save_every, save_intermediate))
     try:
         result = stylize_image(content, styles, config, network=network, init_image=init_image,
-                               callbacks=callbacks, size_hw=(height, width) if texture else None)
+                               callbacks=callbacks, size_hw=(height, width) if texture else None,
+                               on_block=bar.block)
     finally:
         bar.close()
     images.write_image(output, result.image, config.output.bit_depth)
@@ -223,6 +224,8 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
             "device": runtime.describe_device(device), "torch": torch.__version__,
             "seconds": round(seconds, 3), "memory": runtime.peak_memory(device),
             "scales": [{"width": r.step.width, "height": r.step.height,
+                        "tile_size": r.step.tile_size, "blocks": r.step.blocks,
+                        "canvas_on_host": r.step.canvas_on_host,
                         "iterations_planned": r.step.iterations,
                         "iterations_run": r.result.iterations_run,
                         "stopped_early": r.result.stopped_early,
@@ -243,12 +246,20 @@ def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
 
     layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, config.model.model)
     table = layer_table(config.model.model)
+    value_bytes = 2 if config.model.precision == "bf16" else 4
     print(f"plan: {len(steps)} scale(s) on {device}, {config.model.model} {config.model.precision}, "
           f"{config.optim.optimizer}; output {output}")
     for step in steps:
-        memory = estimate_memory_mib(table, layers, step.height, step.width)
+        side = step.tile_size
+        memory = estimate_memory_mib(table, layers, side or step.height, side or step.width, value_bytes)
+        canvas_mib = 3 * step.height * step.width * 4 * (2 + 2 * (step.lbfgs_history or 0)) / (1 << 20)
+        layout = (f"{step.blocks} blocks of <= {side}px (exact global loss)" if side
+                  else "whole")
+        where = "host" if step.canvas_on_host else str(device)
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
-              f"1 block, ~{memory:.0f} MiB for activations")
+              f"{layout}, ~{memory:.0f} MiB activations per pass, canvas+optimizer ~{canvas_mib:.0f} "
+              f"MiB on {where}" + (f", L-BFGS history {step.lbfgs_history}"
+                                   if config.optim.optimizer == "lbfgs" else ""))
     print(f"  total: {sum(s.iterations for s in steps)} iterations")
 
 

@@ -110,7 +110,8 @@ class ScheduleConfig:
     init_noise: float = opt(0.5, "noise fraction for --init blend")
     seed: int = opt(0, "random seed: the same seed gives the same output")
     preserve_colors: bool = opt(False, "keep the content's colours (luminance-only transfer)")
-    tile_size: Optional[int] = opt(None, "force blocks of at most N px", metavar="N")
+    tile_size: Optional[int] = opt(None, "force blocks of at most N px (default: blocks only when "
+                                   "a scale does not fit the device's memory)", metavar="N")
 
 
 @dataclass(frozen=True)

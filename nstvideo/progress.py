@@ -44,6 +44,11 @@ class ProgressBar:
         if event.iteration % self.refresh_every == 0 or event.iteration == event.iterations:
             self.bar.set_postfix(format_losses(event.losses), refresh=False)
 
+    def block(self, done: int, total: int) -> None:
+        """Block progress within one iteration of a block-wise scale."""
+        label = self._last.stage.label if self._last else ""
+        self.bar.set_description(f"{label} [block {done}/{total}]", refresh=done == total or done % 4 == 0)
+
     def close(self) -> None:
         self._drop_unused()
         self._last = None

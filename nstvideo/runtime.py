@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import resource
 import sys
@@ -49,6 +50,25 @@ def peak_memory(device: torch.device) -> dict[str, float]:
     if device.type == "cuda":
         figures["device_peak_allocated_mib"] = torch.cuda.max_memory_allocated(device) / (1 << 20)
     return figures
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new allocations on the device (GPU) or in host RAM (CPU)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return host_available_memory()
+
+
+def host_available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
 def describe_device(device: torch.device) -> str:

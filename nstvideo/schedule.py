@@ -7,8 +7,15 @@ iterations): the big scales only refine what the small ones painted, so they get
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 FULL_ITERATIONS_UP_TO = 1024  # long side (px) up to which a scale gets all --iterations
+
+
+BLOCK_MEMORY_FRACTION = 0.5  # of the device's free memory, for one block's activations
+HOST_HISTORY_FRACTION = 0.5  # of free host memory, for L-BFGS history of a host-resident canvas
+MIN_LBFGS_HISTORY = 5
+CANVAS_COPIES = 6  # canvas, gradient, optimizer temporaries: what scales with the canvas besides history
 
 
 @dataclass(frozen=True)
@@ -17,6 +24,10 @@ class ScaleStep:
     height: int
     width: int
     iterations: int
+    tile_size: Optional[int] = None  # None: the scale runs whole
+    blocks: int = 1
+    canvas_on_host: bool = False
+    lbfgs_history: Optional[int] = None  # None: as configured
 
     @property
     def long_side(self) -> int:
@@ -62,3 +73,31 @@ def estimate_memory_mib(table, layers, height: int, width: int, bytes_per_value:
     for info in table[: last + 1]:
         values += info.out_channels * (height // info.stride) * (width // info.stride)
     return 2 * values * bytes_per_value / (1 << 20)
+
+
+def choose_tile_size(height: int, width: int, estimate_bytes, budget_bytes: float,
+                     forced: Optional[int], smallest: int, stride: int) -> Optional[int]:
+    """Block size for a scale, or None when it runs whole.
+
+    ``forced`` (--tile-size) applies whenever the canvas is larger; otherwise the largest square
+    block (a multiple of the stride) whose estimated activations fit the budget.
+    ``estimate_bytes(h, w)`` is the memory model.
+    """
+    if forced is not None:
+        return forced if max(height, width) > forced else None
+    if estimate_bytes(height, width) <= budget_bytes:
+        return None
+    low, high = smallest // stride, max(height, width) // stride + 1
+    while low < high:  # largest multiple of the stride that fits
+        middle = (low + high + 1) // 2
+        if estimate_bytes(middle * stride, middle * stride) <= budget_bytes:
+            low = middle
+        else:
+            high = middle - 1
+    return max(smallest, low * stride)
+
+
+def lbfgs_history_for(canvas_bytes: int, host_budget_bytes: float, configured: int) -> int:
+    """History pairs (2 canvas-sized vectors each) that fit the host budget, at most as configured."""
+    fits = int(host_budget_bytes // (2 * max(1, canvas_bytes)))
+    return max(MIN_LBFGS_HISTORY, min(configured, fits))

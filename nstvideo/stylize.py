@@ -11,7 +11,7 @@ This is the Python API::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Sequence
 
 import torch
@@ -21,10 +21,14 @@ from . import color
 from .config import StylizeConfig
 from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
 from .errors import UsageError
-from .features import VGGFeatures, canonical_layers, deepest
+from .blockwise import BlockCallback, BlockwiseObjective
+from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
-from .runtime import resolve_device
-from .schedule import ScaleStep, fit_long_side, plan_scales
+from .runtime import available_memory, host_available_memory, resolve_device
+from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION, ScaleStep,
+                       choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
+                       plan_scales)
+from .tiling import margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
 
@@ -87,8 +91,12 @@ def network_stride(config: StylizeConfig) -> int:
                    arch).stride
 
 
-def plan(config: StylizeConfig, height: int, width: int) -> list[ScaleStep]:
+def plan(config: StylizeConfig, height: int, width: int,
+         device: Optional[torch.device] = None) -> list[ScaleStep]:
+    """The scales, each with its block size, canvas placement and L-BFGS history."""
     s = config.schedule
+    arch = config.model.model
+    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, arch)
     stride = network_stride(config)
     steps = plan_scales(height, width, s.size, s.min_scale, config.optim.iterations,
                         s.min_iterations, min_short_side=stride)
@@ -96,17 +104,51 @@ def plan(config: StylizeConfig, height: int, width: int) -> list[ScaleStep]:
     if min(final.height, final.width) < stride:
         raise UsageError(f"output {final.width}x{final.height} is too small: the deepest layer "
                          f"needs at least {stride} px on each side; raise --size")
-    return steps
+    device = device or resolve_device(config.model.device)
+    margin = margin_for(arch, layers)
+    smallest = min_tile_size(margin, stride)
+    if s.tile_size is not None and s.tile_size < smallest:
+        raise UsageError(f"--tile-size {s.tile_size} is too small for these layers: blocks need "
+                         f"{margin} px of context each side, so at least {smallest} px")
+    table = layer_table(arch)
+    value_bytes = 2 if config.model.precision == "bf16" else 4
+
+    def estimate(h: int, w: int) -> float:
+        return estimate_memory_mib(table, layers, h, w, value_bytes) * (1 << 20)
+
+    free = available_memory(device)
+    host_free = host_available_memory()
+    shared = device.type == "cpu"  # blocks and canvas draw on the same RAM
+    planned = []
+    for step in steps:
+        budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
+        tile = choose_tile_size(step.height, step.width, estimate, budget, s.tile_size, smallest, stride)
+        canvas_bytes = 3 * step.height * step.width * 4
+        blocks = len(plan_blocks(step.height, step.width, tile, margin, stride)) if tile else 1
+        block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
+        canvas_need = canvas_bytes * (CANVAS_COPIES + 2 * config.optim.lbfgs_history)
+        on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
+        if shared:
+            room = host_free - block_bytes
+        else:
+            room = host_free if on_host else free - block_bytes
+        history_budget = HOST_HISTORY_FRACTION * room - CANVAS_COPIES * canvas_bytes
+        history = lbfgs_history_for(canvas_bytes, history_budget, config.optim.lbfgs_history)
+        planned.append(replace(step, tile_size=tile, blocks=blocks, canvas_on_host=on_host,
+                               lbfgs_history=history))
+    return planned
 
 
 def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor],
                   config: StylizeConfig, *, network: VGGFeatures,
                   init_image: Optional[torch.Tensor] = None, callbacks: Sequence[Callback] = (),
-                  size_hw: Optional[tuple[int, int]] = None) -> StylizeResult:
+                  size_hw: Optional[tuple[int, int]] = None,
+                  on_block: Optional[BlockCallback] = None) -> StylizeResult:
     """Paint ``content`` (1,3,H,W in [0,1]) in the blended style of ``styles``, coarse to fine.
 
     ``content=None`` synthesises a texture of ``size_hw`` (default square ``--size``) from the
-    style alone.
+    style alone. Scales too big for the device (or above ``--tile-size``) are optimized block by
+    block with the exact global loss; ``on_block(done, total)`` reports blocks within an iteration.
     """
     if not styles:
         raise UsageError("at least one style image is needed")
@@ -125,21 +167,29 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         height, width = content.shape[-2:]
     else:
         height, width = size_hw or (sched.size, sched.size)
-    steps = plan(config, height, width)
+    steps = plan(config, height, width, device)
     canvas: Optional[torch.Tensor] = None
     reports: list[ScaleReport] = []
     for step in steps:
         scaled_content = None
         if target_content is not None:
-            scaled_content = resize(target_content, step.height, step.width).to(device)
+            scaled_content = resize(target_content, step.height, step.width)
         style_side = max(1, round(step.long_side * loss.style_scale))
         scaled_styles = [resize_long_side(s, style_side).to(device) for s in target_styles]
-        objective = StyleObjective(
-            network, content_layers=content_layers, style_layers=style_layers,
-            content=scaled_content, styles=scaled_styles, style_blend=loss.style_weights,
-            layer_weights=loss.layer_weights, content_weight=loss.content_weight,
-            style_weight=loss.style_weight, tv_weight=loss.tv_weight,
-            precision=config.model.precision)
+        terms = dict(content_layers=content_layers, style_layers=style_layers,
+                     styles=scaled_styles, style_blend=loss.style_weights,
+                     layer_weights=loss.layer_weights, content_weight=loss.content_weight,
+                     style_weight=loss.style_weight, tv_weight=loss.tv_weight,
+                     precision=config.model.precision)
+        canvas_device = torch.device("cpu") if step.canvas_on_host else device
+        if step.tile_size:
+            objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
+                                           height=step.height, width=step.width,
+                                           on_block=on_block, **terms)
+            evaluate = objective.evaluate
+        else:
+            content_on_device = None if scaled_content is None else scaled_content.to(device)
+            evaluate = autograd_evaluator(StyleObjective(network, content=content_on_device, **terms))
         if canvas is None:
             start = initial_canvas(sched.init, target_content, init_image, step.height, step.width,
                                    sched.init_noise, sched.seed)
@@ -147,10 +197,12 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
                 start = color.luminance_rgb(start)
         else:
             start = resize(canvas.cpu(), step.height, step.width)
-        stage = Stage(f"scale {step.index + 1}/{len(steps)} {step.width}x{step.height}",
+        blocks = f", {step.blocks} blocks" if step.tile_size else ""
+        stage = Stage(f"scale {step.index + 1}/{len(steps)} {step.width}x{step.height}{blocks}",
                       step.index, len(steps))
-        result = optimize(start.to(device), autograd_evaluator(objective), config.optim,
-                          iterations=step.iterations, callbacks=callbacks, stage=stage)
+        optim = replace(config.optim, lbfgs_history=step.lbfgs_history or config.optim.lbfgs_history)
+        result = optimize(start.to(canvas_device), evaluate, optim, iterations=step.iterations,
+                          callbacks=callbacks, stage=stage)
         canvas = result.canvas
         reports.append(ScaleReport(step, result))
     image = canvas.detach().cpu()

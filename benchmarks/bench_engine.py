@@ -1,0 +1,97 @@
+"""ms per iteration of the still-image engine: L-BFGS and Adam, several sizes and precisions.
+
+    python benchmarks/bench_engine.py                   # CPU: 256 and 512 px
+    python benchmarks/bench_engine.py --sizes 256,512,1024 --device cuda --precisions fp32,tf32,bf16
+
+Per-iteration time is the slope between two iteration counts, so set-up (targets, first-call
+allocations) does not count. Prints JSON: ms/iteration, iterations/s, megapixel-iterations/s,
+fraction of the device's peak FLOP/s (GPU), peak memory, and the final loss of each precision
+beside fp32's (the quality cost of bf16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import device_peak_tflops, emit, environment, iteration_gflop  # noqa: E402
+from nstvideo.config import OptimConfig  # noqa: E402
+from nstvideo.engine import autograd_evaluator, optimize  # noqa: E402
+from nstvideo.features import VGGFeatures  # noqa: E402
+from nstvideo.objective import StyleObjective  # noqa: E402
+from nstvideo.runtime import configure_precision, peak_memory, reset_peak_memory, resolve_device  # noqa: E402
+
+CONTENT_LAYERS = ("relu4_2",)
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(network, device, size: int, optimizer: str, precision: str, short: int, long: int) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, size, size, generator=generator).to(device)
+    style = torch.rand(1, 3, size, size, generator=generator).to(device)
+    configure_precision(precision)
+    objective = StyleObjective(network, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
+                               content=content, styles=[style], content_weight=1.0,
+                               style_weight=1000.0, tv_weight=10.0, precision=precision)
+    evaluate = autograd_evaluator(objective)
+    timings, final = {}, None
+    reset_peak_memory(device)
+    for count in (short, long):
+        config = OptimConfig(optimizer=optimizer, iterations=count, tolerance=0)
+        synchronize(device)
+        start = time.perf_counter()
+        result = optimize(content, evaluate, config)
+        synchronize(device)
+        timings[count] = time.perf_counter() - start
+        final = result.history[-1]["total"]
+    ms = 1000 * (timings[long] - timings[short]) / (long - short)
+    gflop = iteration_gflop("vgg19", "relu5_1", size, size)
+    peak = device_peak_tflops(device, precision)
+    return {"size": size, "optimizer": optimizer, "precision": precision,
+            "ms_per_iteration": round(ms, 2), "iterations_per_s": round(1000 / ms, 2),
+            "megapixel_iterations_per_s": round(size * size / 1e6 * 1000 / ms, 3),
+            "gflop_per_iteration": round(gflop, 1), "achieved_tflops": round(gflop / ms, 3),
+            "fraction_of_peak": round(gflop / ms / peak, 4) if peak else None,
+            "final_loss": final, "iterations": long, "memory": peak_memory(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--optimizers", default="lbfgs,adam")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--short", type=int, default=3)
+    parser.add_argument("--long", type=int, default=10)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    network = VGGFeatures("vgg19", CONTENT_LAYERS + STYLE_LAYERS).to(device, memory_format=torch.channels_last)
+    runs = []
+    for size in map(int, args.sizes.split(",")):
+        for optimizer in args.optimizers.split(","):
+            for precision in args.precisions.split(","):
+                run = measure(network, device, size, optimizer, precision, args.short, args.long)
+                runs.append(run)
+                print(f"{size}px {optimizer} {precision}: {run['ms_per_iteration']} ms/it", file=sys.stderr)
+    for run in runs:  # quality cost of lower precision: final loss relative to fp32's
+        reference = next((r for r in runs if r["size"] == run["size"] and r["optimizer"] == run["optimizer"]
+                          and r["precision"] == "fp32"), None)
+        if reference:
+            run["final_loss_vs_fp32"] = round(run["final_loss"] / reference["final_loss"], 4)
+            run["speedup_vs_fp32"] = round(reference["ms_per_iteration"] / run["ms_per_iteration"], 3)
+    emit({"benchmark": "engine", "environment": environment(device), "runs": runs})
+
+
+if __name__ == "__main__":
+    main()

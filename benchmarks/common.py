@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmark scripts: FLOP counts, peak FLOP/s, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+import torch
+
+from nstvideo.features import layer_table
+
+# bf16 dense tensor-core peaks (TFLOP/s) of GPUs we report on; fp32/tf32 peaks are listed too.
+GPU_PEAK_TFLOPS = {"H100": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+                   "H200": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},
+                   "A100": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5}}
+
+
+def iteration_gflop(arch: str, deepest_layer: str, height: int, width: int) -> float:
+    """Forward plus input-gradient FLOPs of one iteration (no weight gradients: ~2x forward)."""
+    total = 0.0
+    for info in layer_table(arch):
+        if info.kind == "conv":
+            pixels = (height // info.stride) * (width // info.stride)
+            total += 2 * info.in_channels * 9 * info.out_channels * pixels
+        if info.name == deepest_layer:
+            break
+    return 2 * total / 1e9
+
+
+def device_peak_tflops(device: torch.device, precision: str):
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, peaks in GPU_PEAK_TFLOPS.items():
+        if key in name:
+            return peaks["bf16" if precision == "bf16" else "tf32" if precision == "tf32" else "fp32"]
+    return None
+
+
+def environment(device: torch.device) -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(device)}
+    info["device_name"] = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                           else platform.processor() or platform.machine())
+    return info
+
+
+def emit(result: dict) -> None:
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")

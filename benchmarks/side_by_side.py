@@ -1,0 +1,96 @@
+"""nstvideo against neural-style-pt on the same inputs and machine: seconds per iteration.
+
+    git clone https://github.com/ProGamerGov/neural-style-pt /path/to/neural-style-pt   # by you
+    python benchmarks/side_by_side.py --nspt /path/to/neural-style-pt --size 256 --optimizer adam
+
+neural-style-pt is never vendored here. Both run as whole processes with the same content and
+style images, size, optimizer, layers and random VGG19 weights (its own VGG class, saved to a temp
+file, so nothing downloads). The per-iteration time is the slope between two iteration counts, so
+start-up and model loading do not count; runs alternate between the tools to spread machine noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit  # noqa: E402
+
+
+def random_nspt_model(nspt: Path, folder: Path) -> Path:
+    """A random-weight state dict for neural-style-pt's own VGG19 class (no download)."""
+    script = (
+        "import sys, torch; sys.path.insert(0, sys.argv[1]);"
+        "from CaffeLoader import VGG, buildSequential, channel_list;"
+        "torch.manual_seed(0);"
+        "torch.save(VGG(buildSequential(channel_list['VGG-19'], 'max')).state_dict(), sys.argv[2])")
+    path = folder / "vgg19-random.pth"  # the name tells neural-style-pt the architecture
+    subprocess.run([sys.executable, "-c", script, str(nspt), str(path)], check=True)
+    return path
+
+
+def timed(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nspt", required=True, type=Path, help="a neural-style-pt checkout")
+    parser.add_argument("--content", default=str(REPO / "samples" / "cat.jpg"))
+    parser.add_argument("--style", default=str(REPO / "samples" / "swirls.png"))
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
+    parser.add_argument("--short", type=int, default=10)
+    parser.add_argument("--long", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--precision", default="fp32", help="nstvideo's --precision")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        model = random_nspt_model(args.nspt, folder)
+        gpu = "c" if args.device == "cpu" else "0"
+
+        def nspt(n: int) -> list[str]:
+            return [sys.executable, "neural_style.py", "-content_image", args.content,
+                    "-style_image", args.style, "-image_size", str(args.size), "-gpu", gpu,
+                    "-optimizer", args.optimizer, "-num_iterations", str(n), "-print_iter", "0",
+                    "-save_iter", "0", "-model_file", str(model), "-init", "image",
+                    "-output_image", str(folder / "nspt.png"), "-seed", "0"]
+
+        def ours(n: int) -> list[str]:
+            return [sys.executable, "-m", "nstvideo", "stylize", args.content, "--style", args.style,
+                    "--size", str(args.size), "--min-scale", str(args.size),
+                    "--optimizer", args.optimizer, "--iterations", str(n), "--tolerance", "0",
+                    "--weights", "random", "--device", args.device, "--precision", args.precision,
+                    "--quiet", "-o", str(folder / "ours.png")]
+
+        times = {"neural-style-pt": {args.short: [], args.long: []},
+                 "nstvideo": {args.short: [], args.long: []}}
+        for _ in range(args.repeats):
+            for n in (args.short, args.long):
+                times["neural-style-pt"][n].append(timed(nspt(n), args.nspt))
+                times["nstvideo"][n].append(timed(ours(n), REPO))
+    per_iteration = {tool: (min(t[args.long]) - min(t[args.short])) / (args.long - args.short)
+                     for tool, t in times.items()}
+    emit({"benchmark": "side_by_side", "size": args.size, "optimizer": args.optimizer,
+          "device": args.device, "nstvideo_precision": args.precision,
+          "iterations": [args.short, args.long],
+          "seconds_per_iteration": {k: round(v, 4) for k, v in per_iteration.items()},
+          "ratio_nstvideo_to_nspt": round(per_iteration["nstvideo"] / per_iteration["neural-style-pt"], 3),
+          "raw_seconds": times})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""The global loss and its exact gradient, computed block by block (after SPST, Galerne et al. 2024).
+
+Device memory is set by the block, not the canvas: one block's activations at a time.
+
+Pass 1 (no gradient) runs every block and sums the inner regions' F Fᵀ into each layer's global
+Gram matrix. The style loss, a function of the global Grams alone, gives dL/dG. Pass 2 runs every
+block again with gradient and back-propagates the surrogate Σ_l ⟨dL/dG_l, F Fᵀ/(C·N_l)⟩ over its
+inner features (its gradient is exactly the style gradient of those features), plus the block's
+share of the local terms (content, TV, temporal), each normalised by the whole canvas's counts.
+The per-block input gradients, added into the canvas gradient, equal the untiled gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .errors import UsageError
+from .features import VGGFeatures
+from .losses import energy
+from .objective import blended_grams, normalised, precision_context, to_network_layout
+from .tiling import Block, margin_for, min_tile_size, plan_blocks
+
+BlockCallback = Callable[[int, int], None]  # (blocks done in this evaluation, blocks per evaluation)
+SHRINK = 0.75  # an out-of-memory block is retried at this fraction of its size
+
+
+def _flat(features: torch.Tensor) -> torch.Tensor:
+    channels = features.shape[1]
+    return features.float().reshape(channels, -1)
+
+
+class BlockwiseObjective:
+    """Same terms and weights as ``StyleObjective``, evaluated block by block.
+
+    ``evaluate(canvas)`` returns the weighted terms and leaves the exact gradient in canvas.grad,
+    so it plugs into ``engine.optimize`` as it is. The canvas may live in host memory while the
+    blocks run on ``network``'s device.
+    """
+
+    def __init__(self, network: VGGFeatures, *, tile_size: int, content_layers: Sequence[str],
+                 style_layers: Sequence[str], content: Optional[torch.Tensor],
+                 styles: Sequence[torch.Tensor], style_blend: Optional[Sequence[float]] = None,
+                 layer_weights: Optional[Sequence[float]] = None, content_weight: float = 1.0,
+                 style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32",
+                 height: Optional[int] = None, width: Optional[int] = None,
+                 on_block: Optional[BlockCallback] = None):
+        self.network = network
+        self.device = next(network.parameters()).device
+        self.precision = precision
+        self.content_layers = list(content_layers) if content is not None and content_weight > 0 else []
+        self.style_layers = list(style_layers)
+        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
+        self.layer_weights = normalised(layer_weights, len(style_layers), "--layer-weights")
+        self.height, self.width = (content.shape[-2:] if content is not None else (height, width))
+        self.strides = {info.name: info.stride for info in network.table}
+        self.margin = margin_for(network.arch, list(network.layers))
+        self.stride = network.stride
+        self.on_block = on_block
+        self.replan(tile_size)
+        blend = normalised(style_blend, len(styles), "--style-weights")
+        self.style_targets = blended_grams(network, [s.to(self.device) for s in styles], blend,
+                                           style_layers, precision)
+        self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
+        self.content_targets: dict[str, torch.Tensor] = {}
+        if self.content_layers:
+            self.content_targets = self._features_of(content)
+        self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
+        self.warped: Optional[torch.Tensor] = None
+        self.reliable: Optional[torch.Tensor] = None
+        self.temporal_weight = 0.0
+
+    # -- geometry -------------------------------------------------------------------------------
+    def replan(self, tile_size: int) -> None:
+        self.tile_size = tile_size
+        self.blocks: list[Block] = plan_blocks(self.height, self.width, tile_size, self.margin, self.stride)
+
+    def positions(self, layer: str) -> int:
+        stride = self.strides[layer]
+        return (self.height // stride) * (self.width // stride)
+
+    def set_temporal(self, warped: torch.Tensor, reliable: torch.Tensor, weight: float) -> None:
+        self.warped, self.reliable, self.temporal_weight = warped, reliable, weight
+
+    # -- passes ---------------------------------------------------------------------------------
+    def _forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
+        with precision_context(self.precision, self.device):
+            return self.network(to_network_layout(crop))
+
+    def _inner(self, features: dict[str, torch.Tensor], block: Block, layer: str) -> torch.Tensor:
+        rows, cols = block.feature_slices(self.strides[layer])
+        return features[layer][..., rows, cols]
+
+    @torch.no_grad()
+    def _features_of(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Content features of the whole image, assembled from blocks, kept where the image is."""
+        out: dict[str, torch.Tensor] = {}
+        for block in self.blocks:
+            crop = image[(..., *block.outer.slices())].to(self.device)
+            features = self._forward(crop)
+            for layer in self.content_layers:
+                inner = self._inner(features, block, layer).float()
+                if layer not in out:
+                    stride = self.strides[layer]
+                    out[layer] = torch.zeros((1, inner.shape[1], self.height // stride, self.width // stride),
+                                             device=image.device)
+                box = block.feature_box(self.strides[layer])
+                out[layer][..., box.y0:box.y0 + inner.shape[-2], box.x0:box.x0 + inner.shape[-1]] = inner.to(image.device)
+        return out
+
+    @torch.no_grad()
+    def global_grams(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
+        sums = {layer: 0.0 for layer in self.style_layers}
+        for index, block in enumerate(self.blocks):
+            features = self._forward(canvas[(..., *block.outer.slices())].to(self.device))
+            for layer in self.style_layers:
+                flat = _flat(self._inner(features, block, layer))
+                sums[layer] = sums[layer] + flat @ flat.T
+            self._report(index + 1)
+        return {layer: (total / (total.shape[0] * self.positions(layer))).unsqueeze(0)
+                for layer, total in sums.items()}
+
+    def _report(self, done: int) -> None:
+        if self.on_block is not None:
+            self.on_block(done, 2 * len(self.blocks))
+
+    def _style_loss(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
+        style = torch.zeros((), device=self.device)
+        for layer, weight in zip(self.style_layers, self.layer_weights):
+            diff = grams[layer][0] - self.style_targets[layer][0]
+            style = style + self.style_weight * weight * diff.pow(2).mean() / self.style_energy[layer]
+        return style
+
+    def _style_upstream(self, grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """dL/dG_l of the weighted style term, a constant for pass 2."""
+        upstream = {}
+        for layer, weight in zip(self.style_layers, self.layer_weights):
+            diff = grams[layer][0] - self.style_targets[layer][0]
+            upstream[layer] = self.style_weight * weight / self.style_energy[layer] * 2 * diff / diff.numel()
+        return upstream
+
+    def _local_terms(self, crop: torch.Tensor, block: Block) -> dict[str, torch.Tensor]:
+        """This block's share of TV and temporal terms (inner pixels, whole-canvas normalisation)."""
+        terms: dict[str, torch.Tensor] = {}
+        inner, outer = block.inner, block.outer
+        ry0, rx0 = inner.y0 - outer.y0, inner.x0 - outer.x0
+        ry1, rx1 = ry0 + inner.height, rx0 + inner.width
+        if self.tv_weight:
+            last_row = min(inner.y1, self.height - 1) - outer.y0  # pairs (y, y+1) inside the image
+            last_col = min(inner.x1, self.width - 1) - outer.x0
+            down = crop[..., ry0 + 1:last_row + 1, rx0:rx1] - crop[..., ry0:last_row, rx0:rx1]
+            right = crop[..., ry0:ry1, rx0 + 1:last_col + 1] - crop[..., ry0:ry1, rx0:last_col]
+            down_count = 3 * (self.height - 1) * self.width
+            right_count = 3 * self.height * (self.width - 1)
+            terms["tv"] = self.tv_weight * (down.pow(2).sum() / down_count + right.pow(2).sum() / right_count)
+        if self.temporal_weight and self.warped is not None:
+            rows, cols = inner.slices()
+            warped = self.warped[..., rows, cols].to(crop.device)
+            reliable = self.reliable[..., rows, cols].to(crop.device)
+            diff = crop[..., ry0:ry1, rx0:rx1] - warped
+            terms["temporal"] = self.temporal_weight * (reliable * diff.pow(2)).sum() / (3 * self.height * self.width)
+        return terms
+
+    def _evaluate_once(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
+        grams = self.global_grams(canvas.detach())
+        style = self._style_loss(grams)
+        upstream = self._style_upstream(grams)
+        gradient = torch.zeros_like(canvas)
+        totals: dict[str, torch.Tensor] = {}
+        for index, block in enumerate(self.blocks):
+            crop = canvas.detach()[(..., *block.outer.slices())].to(self.device).requires_grad_(True)
+            features = self._forward(crop)
+            surrogate = torch.zeros((), device=self.device)
+            for layer in self.style_layers:
+                flat = _flat(self._inner(features, block, layer))
+                partial = flat @ flat.T / (flat.shape[0] * self.positions(layer))
+                surrogate = surrogate + (upstream[layer] * partial).sum()
+            terms = self._local_terms(crop, block)
+            if self.content_layers:
+                content = torch.zeros((), device=self.device)
+                for layer in self.content_layers:
+                    inner = self._inner(features, block, layer).float()
+                    box = block.feature_box(self.strides[layer])
+                    target = self.content_targets[layer][..., box.y0:box.y0 + inner.shape[-2],
+                                                         box.x0:box.x0 + inner.shape[-1]].to(self.device)
+                    count = inner.shape[1] * self.positions(layer)
+                    content = content + (inner - target).pow(2).sum() / (count * self.content_energy[layer])
+                terms["content"] = self.content_weight * content / len(self.content_layers)
+            (surrogate + sum(terms.values(), torch.zeros((), device=self.device))).backward()
+            gradient[(..., *block.outer.slices())] += crop.grad.to(canvas.device)
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value.detach()
+            self._report(len(self.blocks) + index + 1)
+        canvas.grad = gradient
+        ordered = {name: totals[name] for name in ("content",) if name in totals}
+        ordered["style"] = style.detach()
+        ordered.update({name: totals[name] for name in ("tv", "temporal") if name in totals})
+        ordered["total"] = sum(ordered.values())
+        return ordered
+
+    def evaluate(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss terms of the whole canvas; the exact gradient goes to canvas.grad.
+
+        Out of device memory, the blocks shrink and the evaluation is redone: nothing is lost.
+        """
+        while True:
+            try:
+                return self._evaluate_once(canvas)
+            except torch.OutOfMemoryError:
+                smallest = min_tile_size(self.margin, self.stride)
+                if self.tile_size <= smallest:
+                    raise UsageError(f"out of device memory even with {self.tile_size}px blocks; "
+                                     "free GPU memory or use --device cpu") from None
+                canvas.grad = None
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.replan(max(smallest, int(self.tile_size * SHRINK) // self.stride * self.stride))
+
+    __call__ = evaluate

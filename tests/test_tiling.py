@@ -1,0 +1,142 @@
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from nstvideo.blockwise import BlockwiseObjective
+from nstvideo.cli import main
+from nstvideo.engine import autograd_evaluator
+from nstvideo.errors import UsageError
+from nstvideo.features import VGGFeatures, layer_table
+from nstvideo.objective import StyleObjective
+from nstvideo.tiling import Box, margin_for, plan_blocks, reach
+
+GATYS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+
+
+def test_receptive_field_reach():
+    table = layer_table("vgg19")
+    assert reach(table, "relu1_1") == (1, 1)
+    assert reach(table, "relu3_1") == (10, 10)
+    assert reach(table, "relu5_1") == (70, 70)  # receptive field 156 = 70 + stride 16 + 70
+    assert margin_for("vgg19", ["relu4_2"] + GATYS) == 80
+
+
+def test_block_coordinates_golden():
+    blocks = plan_blocks(100, 70, tile_size=64, margin=12, stride=4)
+    # inner side at most 64 - 2*12 = 40, balanced: 100 -> 3 rows of 36 (last 28); 70 -> 2 cols of 36, 34
+    assert [b.inner for b in blocks[:2]] == [Box(0, 36, 0, 36), Box(0, 36, 36, 70)]
+    assert [b.outer for b in blocks[:2]] == [Box(0, 48, 0, 48), Box(0, 48, 24, 70)]
+    assert blocks[-1].inner == Box(72, 100, 36, 70)
+    assert blocks[-1].outer == Box(60, 100, 24, 70)
+
+
+@pytest.mark.parametrize("shape,tile,margin,stride", [((100, 70), 64, 12, 4), ((333, 517), 240, 80, 16),
+                                                      ((1000, 37), 200, 40, 8)])
+def test_blocks_partition_the_canvas_with_aligned_margins(shape, tile, margin, stride):
+    height, width = shape
+    blocks = plan_blocks(height, width, tile, margin, stride)
+    cover = np.zeros(shape, np.int32)
+    for block in blocks:
+        i, o = block.inner, block.outer
+        cover[i.y0:i.y1, i.x0:i.x1] += 1
+        assert o.y0 % stride == 0 and o.x0 % stride == 0  # pooling grids line up
+        assert i.y0 % stride == 0 and i.x0 % stride == 0
+        assert o.height <= tile and o.width <= tile
+        # full context margin, unless the outer box stops at the image border
+        assert o.y0 == 0 or i.y0 - o.y0 >= margin
+        assert o.x0 == 0 or i.x0 - o.x0 >= margin
+        assert o.y1 == height or o.y1 - i.y1 >= margin
+        assert o.x1 == width or o.x1 - i.x1 >= margin
+    assert (cover == 1).all()
+
+
+def test_too_small_tile_is_a_usage_error():
+    with pytest.raises(UsageError, match="too small"):
+        plan_blocks(500, 500, tile_size=150, margin=80, stride=16)
+
+
+def _objectives(network, shape, tile, content_layers, style_layers, **extra):
+    generator = torch.Generator().manual_seed(0)
+    content = torch.rand((1, 3) + shape, generator=generator)
+    style = torch.rand(1, 3, 80, 80, generator=generator)
+    terms = dict(content_layers=content_layers, style_layers=style_layers, content=content,
+                 styles=[style], content_weight=1.0, style_weight=1000.0, tv_weight=10.0)
+    untiled = StyleObjective(network, **terms)
+    tiled = BlockwiseObjective(network, tile_size=tile, **terms, **extra)
+    return untiled, tiled, torch.rand((1, 3) + shape, generator=generator)
+
+
+def _compare(untiled, tiled, canvas):
+    x = canvas.clone().requires_grad_(True)
+    expected = autograd_evaluator(untiled)(x)
+    y = canvas.clone().requires_grad_(True)
+    got = tiled.evaluate(y)
+    for name in expected:
+        assert abs(float(got[name]) - float(expected[name])) <= 1e-4 * abs(float(expected[name])), name
+    error = float((y.grad - x.grad).norm() / x.grad.norm())
+    assert error <= 1e-4, error
+    return x.grad, y.grad
+
+
+def test_tiled_loss_and_gradient_equal_untiled():
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    network = VGGFeatures("vgg19", layers)
+    untiled, tiled, canvas = _objectives(network, (150, 190), 128, ["relu3_1"], layers)
+    assert len(tiled.blocks) >= 6
+    expected, got = _compare(untiled, tiled, canvas)
+    # no seam: the gradient difference is not concentrated on any row or column
+    diff = (got - expected).abs()[0].sum(0)
+    assert float(diff.max()) <= 1e-4 * float(expected.abs().max())
+
+
+def test_tiled_gradient_equal_untiled_through_relu5_1(network):
+    untiled, tiled, canvas = _objectives(network, (160, 320), 256, ["relu4_2"], GATYS)
+    assert len(tiled.blocks) == 8
+    _compare(untiled, tiled, canvas)
+
+
+def test_out_of_memory_shrinks_blocks_and_retries():
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    network = VGGFeatures("vgg19", layers)
+    untiled, tiled, canvas = _objectives(network, (120, 120), 100, ["relu3_1"], layers)
+    real_forward = tiled._forward
+
+    def limited(crop):
+        if crop.shape[-1] * crop.shape[-2] > 64 * 64:
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(crop)
+
+    tiled._forward = limited
+    _compare(untiled, tiled, canvas)
+    assert tiled.tile_size < 100
+
+
+@pytest.mark.parametrize("optimizer,largest,mean", [("adam", 1, 0.01), ("lbfgs", 6, 0.05)])
+def test_tiled_render_equals_untiled_render(tmp_path, capsys, content_path, style_path, optimizer,
+                                            largest, mean):
+    common = ["stylize", str(content_path), "--style", str(style_path), "--weights", "random",
+              "--device", "cpu", "--size", "128", "--min-scale", "128", "--iterations", "4",
+              "--optimizer", optimizer, "--content-layers", "relu3_1",
+              "--style-layers", "relu1_1,relu2_1,relu3_1", "--quiet"]
+    assert main(common + ["-o", str(tmp_path / "whole.png")]) == 0
+    report = tmp_path / "r.json"
+    assert main(common + ["-o", str(tmp_path / "tiled.png"), "--tile-size", "64",
+                          "--report", str(report)]) == 0
+    import json
+    assert json.loads(report.read_text())["scales"][0]["blocks"] == 12
+    whole = cv2.imread(str(tmp_path / "whole.png")).astype(int)
+    tiled = cv2.imread(str(tmp_path / "tiled.png")).astype(int)
+    assert whole.shape == tiled.shape == (96, 128, 3)
+    diff = np.abs(whole - tiled)
+    # float32 summation order differs between blocks and the whole image (gradients agree to ~1e-6);
+    # L-BFGS amplifies that a little, but nothing collects on the block boundaries
+    assert diff.max() <= largest and diff.mean() <= mean
+    rows, cols = diff.sum(axis=(1, 2)), diff.sum(axis=(0, 2))
+    blocks = plan_blocks(96, 128, 64, margin_for("vgg19", ["relu1_1", "relu2_1", "relu3_1"]), 4)
+    row_edges = {b.inner.y0 for b in blocks if b.inner.y0}
+    col_edges = {b.inner.x0 for b in blocks if b.inner.x0}
+    assert row_edges == {32, 64} and col_edges == {32, 64, 96}
+    for profile, edges in ((rows, row_edges), (cols, col_edges)):
+        at_edges = max(profile[e + d] for e in edges for d in (-1, 0) if 0 <= e + d < len(profile))
+        assert at_edges <= max(profile.max() / 2, 3), (profile, edges)
