@@ -31,6 +31,29 @@ def _flat(features: torch.Tensor) -> torch.Tensor:
     return features.float().reshape(channels, -1)
 
 
+@torch.no_grad()
+def grams_by_blocks(network: VGGFeatures, image: torch.Tensor, layers: Sequence[str],
+                    blocks: Sequence[Block], precision: str = "fp32",
+                    on_block: Optional[Callable[[int], None]] = None) -> dict[str, torch.Tensor]:
+    """Each layer's Gram matrix of the whole image, F Fᵀ/(C·N) summed over the blocks' inner parts."""
+    device = next(network.parameters()).device
+    strides = {info.name: info.stride for info in network.table}
+    height, width = image.shape[-2:]
+    sums: dict[str, torch.Tensor] = {}
+    for index, block in enumerate(blocks):
+        crop = to_network_layout(image[(..., *block.outer.slices())].to(device))
+        with precision_context(precision, device):
+            features = network(crop)
+        for layer in layers:
+            rows, cols = block.feature_slices(strides[layer])
+            flat = _flat(features[layer][..., rows, cols])
+            sums[layer] = sums[layer] + flat @ flat.T if layer in sums else flat @ flat.T
+        if on_block is not None:
+            on_block(index + 1)
+    return {layer: (total / (total.shape[0] * (height // strides[layer]) * (width // strides[layer]))).unsqueeze(0)
+            for layer, total in sums.items()}
+
+
 class BlockwiseObjective:
     """Same terms and weights as ``StyleObjective``, evaluated block by block.
 
@@ -60,8 +83,16 @@ class BlockwiseObjective:
         self.on_block = on_block
         self.replan(tile_size)
         blend = normalised(style_blend, len(styles), "--style-weights")
-        self.style_targets = blended_grams(network, [s.to(self.device) for s in styles], blend,
-                                           style_layers, precision)
+        self.style_targets = {}
+        for style, weight in zip(styles, blend):
+            if max(style.shape[-2:]) > tile_size:  # a style bigger than a block goes by blocks too
+                blocks = plan_blocks(style.shape[-2], style.shape[-1], tile_size, self.margin, self.stride)
+                grams = grams_by_blocks(network, style, style_layers, blocks, precision)
+            else:
+                grams = blended_grams(network, [style.to(self.device)], [1.0], style_layers, precision)
+            for layer in style_layers:
+                contribution = weight * grams[layer]
+                self.style_targets[layer] = self.style_targets.get(layer, 0.0) + contribution
         self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
         self.content_targets: dict[str, torch.Tensor] = {}
         if self.content_layers:
@@ -111,15 +142,8 @@ class BlockwiseObjective:
 
     @torch.no_grad()
     def global_grams(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
-        sums = {layer: 0.0 for layer in self.style_layers}
-        for index, block in enumerate(self.blocks):
-            features = self._forward(canvas[(..., *block.outer.slices())].to(self.device))
-            for layer in self.style_layers:
-                flat = _flat(self._inner(features, block, layer))
-                sums[layer] = sums[layer] + flat @ flat.T
-            self._report(index + 1)
-        return {layer: (total / (total.shape[0] * self.positions(layer))).unsqueeze(0)
-                for layer, total in sums.items()}
+        return grams_by_blocks(self.network, canvas, self.style_layers, self.blocks,
+                               self.precision, on_block=self._report)
 
     def _report(self, done: int) -> None:
         if self.on_block is not None:

@@ -253,7 +253,7 @@ def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
         side = step.tile_size
         memory = estimate_memory_mib(table, layers, side or step.height, side or step.width, value_bytes)
         canvas_mib = 3 * step.height * step.width * 4 * (2 + 2 * (step.lbfgs_history or 0)) / (1 << 20)
-        layout = (f"{step.blocks} blocks of <= {side}px (exact global loss)" if side
+        layout = (f"{step.grid[0]}x{step.grid[1]} blocks of <= {side}px (exact global loss)" if side
                   else "whole")
         where = "host" if step.canvas_on_host else str(device)
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "

@@ -25,7 +25,11 @@ class ScaleStep:
     width: int
     iterations: int
     tile_size: Optional[int] = None  # None: the scale runs whole
-    blocks: int = 1
+    grid: tuple[int, int] = (1, 1)  # block rows, block columns
+
+    @property
+    def blocks(self) -> int:
+        return self.grid[0] * self.grid[1]
     canvas_on_host: bool = False
     lbfgs_history: Optional[int] = None  # None: as configured
 

@@ -69,6 +69,17 @@ def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
     return resize(image, *fit_long_side(image.shape[-2], image.shape[-1], long_side))
 
 
+STYLE_ENLARGE_LIMIT = 1024  # styles are enlarged up to this long side, never beyond their own size
+
+
+def style_at_scale(style: torch.Tensor, long_side: int, style_scale: float) -> torch.Tensor:
+    """The style resized to style_scale x the output's long side; past max(its own long side,
+    1024 px) it is not enlarged further: enlarging adds blur, not style."""
+    wanted = max(1, round(long_side * style_scale))
+    limit = max(max(style.shape[-2:]), STYLE_ENLARGE_LIMIT)
+    return resize_long_side(style, min(wanted, limit))
+
+
 def initial_canvas(init: str, content: Optional[torch.Tensor], init_image: Optional[torch.Tensor],
                    height: int, width: int, noise_ratio: float, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
@@ -124,7 +135,10 @@ def plan(config: StylizeConfig, height: int, width: int,
         budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
         tile = choose_tile_size(step.height, step.width, estimate, budget, s.tile_size, smallest, stride)
         canvas_bytes = 3 * step.height * step.width * 4
-        blocks = len(plan_blocks(step.height, step.width, tile, margin, stride)) if tile else 1
+        grid = (1, 1)
+        if tile:
+            blocks = plan_blocks(step.height, step.width, tile, margin, stride)
+            grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
         canvas_need = canvas_bytes * (CANVAS_COPIES + 2 * config.optim.lbfgs_history)
         on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
@@ -134,7 +148,7 @@ def plan(config: StylizeConfig, height: int, width: int,
             room = host_free if on_host else free - block_bytes
         history_budget = HOST_HISTORY_FRACTION * room - CANVAS_COPIES * canvas_bytes
         history = lbfgs_history_for(canvas_bytes, history_budget, config.optim.lbfgs_history)
-        planned.append(replace(step, tile_size=tile, blocks=blocks, canvas_on_host=on_host,
+        planned.append(replace(step, tile_size=tile, grid=grid, canvas_on_host=on_host,
                                lbfgs_history=history))
     return planned
 
@@ -174,14 +188,15 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         scaled_content = None
         if target_content is not None:
             scaled_content = resize(target_content, step.height, step.width)
-        style_side = max(1, round(step.long_side * loss.style_scale))
-        scaled_styles = [resize_long_side(s, style_side).to(device) for s in target_styles]
+        scaled_styles = [style_at_scale(s, step.long_side, loss.style_scale) for s in target_styles]
         terms = dict(content_layers=content_layers, style_layers=style_layers,
                      styles=scaled_styles, style_blend=loss.style_weights,
                      layer_weights=loss.layer_weights, content_weight=loss.content_weight,
                      style_weight=loss.style_weight, tv_weight=loss.tv_weight,
                      precision=config.model.precision)
         canvas_device = torch.device("cpu") if step.canvas_on_host else device
+        if not step.tile_size:
+            scaled_styles = [s.to(device) for s in scaled_styles]
         if step.tile_size:
             objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
                                            height=step.height, width=step.width,

@@ -1,0 +1,86 @@
+"""Block-wise (poster) optimization: time per iteration and peak memory against canvas size.
+
+    python benchmarks/bench_tiling.py                        # CPU: 256/768 px, blocks of 256 px
+    python benchmarks/bench_tiling.py --device cuda --sizes 1024,2048,4096,8192 --tile 1024 --iterations 5
+
+Each run is a separate `nstvideo stylize` process (so peak memory is that run's own), with
+random weights, Adam and a synthetic content image of the given size. Reports per-iteration time,
+peak host RSS and peak GPU allocation, and ratios: memory growth at a larger canvas with the same
+block size, and the block-wise overhead against the untiled run at the size where both fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit  # noqa: E402
+
+
+def run(content: Path, style: Path, size: int, tile, args, folder: Path) -> dict:
+    report = folder / f"report_{size}_{tile}.json"
+    argv = [sys.executable, "-m", "nstvideo", "stylize", str(content), "--style", str(style),
+            "--size", str(size), "--min-scale", str(size), "--iterations", str(args.iterations),
+            "--optimizer", "adam", "--tolerance", "0", "--weights", "random", "--device", args.device,
+            "--precision", args.precision, "--quiet", "--report", str(report),
+            "-o", str(folder / f"out_{size}_{tile}.png")]
+    if tile:
+        argv += ["--tile-size", str(tile)]
+    subprocess.run(argv, check=True, cwd=REPO)
+    data = json.loads(report.read_text())
+    scale = data["scales"][-1]
+    return {"size": size, "megapixels": round(size * size / 1e6, 3), "tile": tile,
+            "blocks": scale["blocks"], "ms_per_iteration": scale["ms_per_iteration"],
+            "memory": data["memory"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--sizes", default="256,768", help="square canvas sides; the first is the small one")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--overhead-size", type=int, default=512, help="size run both whole and tiled")
+    parser.add_argument("--iterations", type=int, default=2)
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        style = REPO / "samples" / "swirls.png"
+        photo = cv2.imread(str(REPO / "samples" / "coffee.jpg"))
+        sizes = [int(s) for s in args.sizes.split(",")]
+        for size in sorted(set(sizes + [args.overhead_size])):
+            content = folder / f"content_{size}.png"
+            cv2.imwrite(str(content), cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC))
+            runs.append(run(content, style, size, args.tile, args, folder))
+            print(json.dumps(runs[-1]), file=sys.stderr)
+            if size == args.overhead_size or size == max(sizes):
+                runs.append(run(content, style, size, None, args, folder))
+                print(json.dumps(runs[-1]), file=sys.stderr)
+
+    def find(size, tiled):
+        return next(r for r in runs if r["size"] == size and (r["tile"] is not None) == tiled)
+
+    key = "device_peak_allocated_mib" if args.device.startswith("cuda") else "host_peak_rss_mib"
+    small, large = find(sizes[0], True), find(max(sizes), True)
+    whole, tiled = find(args.overhead_size, False), find(args.overhead_size, True)
+    emit({"benchmark": "tiling", "device": args.device, "precision": args.precision,
+          "iterations": args.iterations, "runs": runs,
+          "pixel_ratio": round((max(sizes) / sizes[0]) ** 2, 2),
+          "peak_memory_ratio_large_to_small_tiled": round(large["memory"][key] / small["memory"][key], 3),
+          "peak_memory_tiled_vs_untiled_at_largest": round(large["memory"][key] / find(max(sizes), False)["memory"][key], 3),
+          "blockwise_time_overhead": round(tiled["ms_per_iteration"] / whole["ms_per_iteration"], 3),
+          "memory_measure": key})
+
+
+if __name__ == "__main__":
+    main()
