@@ -119,10 +119,9 @@ def loss_chart(series: Mapping[str, Sequence[float]], width: int, height: int, *
             put_label(chart, label, (x + 2, top + 1), scale=scale * 0.9, colour=(170, 170, 170),
                       background=None)
     extra = iter(EXTRA_COLOURS * 4)
-    legend_entries = []
-    for name, value in zip(series, values):
-        colour = PALETTE.get(name) or next(extra)
-        legend_entries.append((name, colour))
+    legend_entries = [(name, PALETTE.get(name) or next(extra)) for name in series]
+    # Drawn in reverse so the first series (the total, by convention) lies on top.
+    for (name, colour), value in reversed(list(zip(legend_entries, values))):
         index = np.arange(1, len(value) + 1, dtype=np.float64)
         keep = np.isfinite(value) & (value > 0)
         # Runs of valid points become polylines; a gap (invalid value) breaks the line.
@@ -139,8 +138,8 @@ def loss_chart(series: Mapping[str, Sequence[float]], width: int, height: int, *
         for name, colour in legend_entries:
             label_w = text_size(name, scale)[0]
             x = left + plot_w - label_w - 18
-            cv2.line(chart, (x, y + text_h // 2 + 2), (x + 10, y + text_h // 2 + 2), colour, 2)
-            put_label(chart, name, (x + 12, y), scale=scale, colour=colour, background=None)
+            cv2.line(chart, (x - 4, y + text_h // 2 + 2), (x + 8, y + text_h // 2 + 2), colour, 2)
+            put_label(chart, name, (x + 10, y), scale=scale, colour=colour, background=None)
             y += text_h + 5
     return chart
 
