@@ -102,7 +102,7 @@ def caption_lines(changes: Changes, max_items: int = 3) -> list[str]:
             if isinstance(value, tuple):
                 text = "+".join(v.replace("relu", "") for v in value)
             elif isinstance(value, float):
-                text = f"{value:.3g}"
+                text = f"{value:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
             else:
                 text = str(value)
             items.append(f"{short}={text}")

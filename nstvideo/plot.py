@@ -160,7 +160,8 @@ def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def captioned_grid(images: Sequence[np.ndarray], captions: Sequence[Sequence[str]], *,
                    cell: int = 256, columns: Optional[int] = None, title: str = "",
                    text_height: float = 11.0, gap: int = 4) -> np.ndarray:
-    """A contact sheet: each image fitted into a ``cell`` px square, its caption lines below.
+    """A contact sheet: each image fitted into a box ``cell`` px wide (and at most as tall),
+    its caption lines below.
 
     Captions are a list of lines per image; long lines are shortened to the cell width.
     """
@@ -174,7 +175,9 @@ def captioned_grid(images: Sequence[np.ndarray], captions: Sequence[Sequence[str
     lines = max((len(c) for c in captions), default=0)
     caption_h = lines * line_step + 2
     title_h = line_step + 6 if title else 0
-    cell_h = cell + caption_h
+    # Cells as tall as the tallest image needs (landscape sheets get no empty bands).
+    image_h = min(cell, max(math.ceil(cell * im.shape[0] / im.shape[1]) for im in images))
+    cell_h = image_h + caption_h
     sheet = np.full((title_h + rows * (cell_h + gap) + gap, columns * (cell + gap) + gap, 3),
                     BACKGROUND, np.uint8)
     if title:
@@ -183,9 +186,9 @@ def captioned_grid(images: Sequence[np.ndarray], captions: Sequence[Sequence[str
     for number, (image, caption) in enumerate(zip(images, captions)):
         row, column = divmod(number, columns)
         x, y = gap + column * (cell + gap), title_h + gap + row * (cell_h + gap)
-        sheet[y:y + cell, x:x + cell] = fit_into(image, cell, cell)
+        sheet[y:y + image_h, x:x + cell] = fit_into(image, cell, image_h)
         for line_number, line in enumerate(caption):
-            put_label(sheet, fit_text(line, cell - 4, scale), (x, y + cell + 1 + line_number * line_step),
+            put_label(sheet, fit_text(line, cell - 4, scale), (x, y + image_h + 1 + line_number * line_step),
                       scale=scale, background=None)
     return sheet
 
