@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import EXIT_OK, _field_type, add_section_options
+from .cli import EXIT_OK, _field_type, add_section_options, validate
 from .config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
 from .errors import UsageError
 
@@ -113,9 +113,20 @@ def _output_dir(path: str) -> Path:
 
 def run(args: argparse.Namespace, config: StylizeConfig) -> int:
     from . import images, runtime
+    from .explore import random_walk, render_layers, run_sweep
+    from .features import canonical_layers
     from .progress import ProgressBar
+    from .stylize import plan
 
     out_dir = _output_dir(args.output)
+    if args.command == "layers":
+        layers = canonical_layers(section_from_args(args, LayersConfig).layers, config.model.model)
+    else:
+        sweep = section_from_args(args, SweepConfig)
+        runs = (parse_grid(sweep.grid) if sweep.grid
+                else random_walk(config, sweep.runs, config.schedule.seed))
+        for changes in runs:  # every run checked before the first one starts
+            validate(config.replace(**changes))
     styles = [images.load(path) for path in args.style]
     content = images.load(args.input) if args.command == "sweep" else None
     device = runtime.resolve_device(config.model.device)
@@ -131,33 +142,23 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
             print(text, file=sys.stderr)
 
     if args.command == "layers":
-        from .explore import render_layers
-        from .features import canonical_layers
-        from .stylize import plan
-
-        layers = canonical_layers(section_from_args(args, LayersConfig).layers, config.model.model)
         per_layer = sum(s.iterations for s in plan(config, config.schedule.size, config.schedule.size))
         bar = ProgressBar(per_layer * len(layers), disable=quiet)
+
+        def rendered(render) -> None:
+            if not quiet:
+                bar.bar.write(f"{render.layer}: {render.image_path.name}, {render.frames} frames, "
+                              f"{render.seconds:.1f} s")
+
         try:
-            renders = render_layers(
-                styles, config, layers, out_dir, callbacks=[bar], device=device,
-                on_done=lambda r: bar.bar.write(f"{r.layer}: {r.image_path.name}, "
-                                                f"{r.frames} frames, {r.seconds:.1f} s") if not quiet else None)
+            renders = render_layers(styles, config, layers, out_dir, callbacks=[bar], device=device,
+                                    on_done=rendered)
         finally:
             bar.close()
         say(f"wrote {len(renders)} layer renders and {out_dir / 'layers_grid.png'} "
             f"({time.perf_counter() - started:.1f} s)")
         return EXIT_OK
 
-    from .explore import random_walk, run_sweep
-    from .stylize import plan
-
-    sweep = section_from_args(args, SweepConfig)
-    runs = parse_grid(sweep.grid) if sweep.grid else random_walk(config, sweep.runs, config.schedule.seed)
-    for changes in runs:  # every run checked before the first one starts
-        from .cli import validate
-
-        validate(config.replace(**changes))
     planned = [sum(s.iterations for s in plan(config.replace(**changes), *content.shape[-2:]))
                for changes in runs]
     bar = ProgressBar(sum(planned), disable=quiet)
