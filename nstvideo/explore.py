@@ -22,6 +22,7 @@ import torch
 from . import images, plot
 from .config import GATYS_STYLE_LAYERS, StylizeConfig
 from .engine import Callback
+from .features import VGGFeatures
 from .errors import InputError, UsageError
 from .recorder import ProgressVideo
 from .stylize import StylizeResult, build_network, plan, stylize_image
@@ -129,6 +130,15 @@ class NetworkCache:
         return [source for _, source in self.networks.values()]
 
 
+def truncated(network: VGGFeatures, layers: Sequence[str]) -> VGGFeatures:
+    """A copy of the network cut after the deepest of these layers (same weights, same device):
+    a shallow layer's texture then costs a shallow network's time."""
+    device = next(network.parameters()).device
+    pooling = "max" if any(isinstance(m, torch.nn.MaxPool2d) for m in network.body) else "avg"
+    copy = VGGFeatures(network.arch, layers, pooling, state_dict=network.body.state_dict())
+    return copy.to(device, memory_format=torch.channels_last)
+
+
 def _uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     array = images.to_array(image) if isinstance(image, torch.Tensor) else image
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
@@ -178,7 +188,8 @@ def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers:
         with ProgressVideo(video_path, final_hw, every=config.record.progress_every,
                            layout=config.record.progress_layout,
                            long_side=config.record.progress_size, style=styles[0]) as video:
-            result = stylize_image(None, styles, run_config, network=networks.get(run_config),
+            network = truncated(networks.get(run_config), (layer,))
+            result = stylize_image(None, styles, run_config, network=network,
                                    callbacks=[*callbacks, video], size_hw=size_hw)
         images.write_image(image_path, result.image, config.output.bit_depth)
         final = result.scales[-1].result.final_losses()

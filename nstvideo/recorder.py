@@ -27,7 +27,7 @@ from .errors import UsageError
 from .video import VideoWriter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
-PANEL_MIN_HEIGHT = 160  # panel cells are enlarged to this so the text line stays legible
+PANEL_MIN_SIDE = 160  # long side panel cells are enlarged to, so the text line stays legible
 DEFAULT_FPS = 10
 
 
@@ -89,7 +89,7 @@ class ProgressVideo:
         else:
             # Three cells side by side: each gets half the long side, but never so few pixels
             # that the caption and curve become unreadable (small canvases are enlarged).
-            cell_side = min(max(height, width, PANEL_MIN_HEIGHT), max(PANEL_MIN_HEIGHT, long_side // 2))
+            cell_side = min(max(height, width, PANEL_MIN_SIDE), max(PANEL_MIN_SIDE, long_side // 2))
             self.cell_hw = plot.even_size(height, width, cell_side)
             cell_h, cell_w = self.cell_hw
             self.side_cells = []

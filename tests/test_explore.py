@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import torch
 import pytest
 
 from nstvideo.cli import main
@@ -67,3 +68,12 @@ def test_parse_grid_combinations_and_errors():
         parse_grid(["style_weigth=1,2"])
     with pytest.raises(UsageError):
         parse_grid(["style_weight"])
+
+
+def test_truncated_network_gives_the_same_features(network):
+    from nstvideo.explore import truncated
+
+    shallow = truncated(network, ("relu2_1",))
+    image = torch.rand(1, 3, 32, 32)
+    assert len(shallow.body) < len(network.body)
+    assert torch.equal(shallow(image)["relu2_1"], network(image)["relu2_1"])

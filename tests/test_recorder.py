@@ -83,3 +83,14 @@ def test_stages_resized_to_one_size_and_early_stop_flushed(tmp_path, layout):
         assert (width, height) == (80, 60)
     else:
         assert width > 2 * height  # content | style | canvas
+
+
+def test_follow_records_only_chosen_stages(tmp_path):
+    """A video job passes follow=first frame: later stages write nothing."""
+    first, second = Stage("frame 1", 0, 2), Stage("frame 2", 1, 2)
+    with ProgressVideo(tmp_path / "first.mp4", (32, 32), every=2,
+                       follow=lambda stage: stage.index == 0) as video:
+        for stage in (first, second):
+            for i in range(1, 5):
+                video(_event(stage, i, 4, i / 5))
+    assert video.frames_written == expected_frames([4], 2) == 2
