@@ -47,6 +47,12 @@ def test_sweep_writes_index_and_sheet_then_resumes(tmp_path, content_path, style
     assert "0 run(s) done, 2 skipped" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("run_*.png")} == stamps
 
+    longer = [a for a in argv if a != "--quiet"]  # the same walk, one step further
+    longer[longer.index("--runs") + 1] = "3"
+    assert main(longer) == 0
+    assert "1 run(s) done, 2 skipped" in capsys.readouterr().err
+    assert len(json.loads((out / "index.json").read_text())["runs"]) == 3
+
 
 def test_random_walk_is_seeded_and_bounded():
     base = StylizeConfig()
