@@ -22,13 +22,12 @@ import torch
 from . import images, plot
 from .config import GATYS_STYLE_LAYERS, StylizeConfig
 from .engine import Callback
-from .features import VGGFeatures
 from .errors import InputError, UsageError
+from .features import VGGFeatures
 from .recorder import ProgressVideo
 from .stylize import StylizeResult, build_network, plan, stylize_image
 
 Changes = dict[str, dict[str, Any]]
-CallbacksFor = Callable[[str], Sequence[Callback]]  # run name -> extra Progress consumers
 
 # Layer sets the random walk moves between (short to deep receptive fields).
 LAYER_SETS = {
@@ -126,9 +125,6 @@ class NetworkCache:
             self.networks[key] = build_network(wide, self.device)
         return self.networks[key][0]
 
-    def sources(self):
-        return [source for _, source in self.networks.values()]
-
 
 def truncated(network: VGGFeatures, layers: Sequence[str]) -> VGGFeatures:
     """A copy of the network cut after the deepest of these layers (same weights, same device):
@@ -177,7 +173,8 @@ def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers:
     out_dir.mkdir(parents=True, exist_ok=True)
     size_hw = (config.schedule.size, config.schedule.size)
     networks = NetworkCache(layers, device)
-    final_hw = (plan(config, *size_hw)[-1].height, plan(config, *size_hw)[-1].width)
+    finest = plan(config, *size_hw)[-1]
+    final_hw = (finest.height, finest.width)
     renders = []
     for layer in layers:
         run_config = config.replace(loss={"style_layers": (layer,), "layer_weights": None,
