@@ -61,7 +61,7 @@ def add_section_options(parser: argparse.ArgumentParser, section: type, skip: Se
                                help=help_text)
         else:
             group.add_argument(flag, type=_field_type(field), default=argparse.SUPPRESS, dest=dest,
-                               help=help_text, metavar=meta.get("metavar"))
+                               help=help_text, metavar=meta.get("metavar"), nargs=meta.get("nargs"))
 
 
 def _check_choice(value: str, choices: Sequence[str], flag: str) -> None:
@@ -112,6 +112,9 @@ def validate(config: StylizeConfig) -> None:
             raise UsageError(message)
     canonical_layers(config.loss.content_layers, config.model.model)
     canonical_layers(config.loss.style_layers, config.model.model)
+    from .recorder import validate_record
+
+    validate_record(config.record)
     if config.loss.layer_weights is not None and len(config.loss.layer_weights) != len(config.loss.style_layers):
         raise UsageError(f"--layer-weights has {len(config.loss.layer_weights)} values for "
                          f"{len(config.loss.style_layers)} style layers")
@@ -129,6 +132,9 @@ def build_parser() -> Parser:
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
     _add_job_options(texture, texture=True)
 
+    from .cli_explore import add_explore_commands
+
+    add_explore_commands(commands)
     commands.add_parser("info", help="device, weights, ffmpeg and versions")
     return parser
 
@@ -166,6 +172,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
     from . import images, runtime
     from .progress import ProgressBar, SaveEvery, loss_summary, write_report
+    from .recorder import job_recorders, write_loss_plot
     from .stylize import build_network, plan, stylize_image
 
     output = Path(args.output) if args.output else default_output(args.input, args.style)
@@ -209,12 +216,17 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     if config.output.save_every:
         callbacks.append(SaveEvery(config.output.save_every, save_intermediate))
     try:
-        result = stylize_image(content, styles, config, network=network, init_image=init_image,
-                               callbacks=callbacks, size_hw=(height, width) if texture else None,
-                               on_block=bar.block)
+        with job_recorders(config.record, (steps[-1].height, steps[-1].width), content=content,
+                           styles=styles) as recorders:
+            result = stylize_image(content, styles, config, network=network, init_image=init_image,
+                                   callbacks=callbacks + recorders,
+                                   size_hw=(height, width) if texture else None,
+                                   on_block=bar.block)
     finally:
         bar.close()
     images.write_image(output, result.image, config.output.bit_depth)
+    if config.record.plot:
+        write_loss_plot(config.record.plot, result, title=f"losses: {output.name}")
     seconds = time.perf_counter() - started
     if config.output.report:
         report = {
@@ -313,6 +325,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "info":
             return run_info()
         config = config_from_args(args)
+        from . import cli_explore
+
+        if args.command in cli_explore.COMMANDS:
+            return cli_explore.run(args, config)
         return run_image_job(args, config, texture=args.command == "texture")
     except NstError as exc:
         print(f"nstvideo: error: {exc}", file=sys.stderr)

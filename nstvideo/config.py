@@ -32,10 +32,11 @@ def _csv_floats(text: str) -> tuple[float, ...]:
 
 def opt(default: Any, help: str, *, parse: Optional[Callable[[str], Any]] = None,
         choices: Optional[tuple[str, ...]] = None, flag: Optional[str] = None,
-        metavar: Optional[str] = None, cli: bool = True):
-    """A dataclass field with the CLI's description of it."""
+        metavar: Optional[str] = None, cli: bool = True, nargs: Optional[str] = None):
+    """A dataclass field with the CLI's description of it (``nargs``: argparse's, for lists
+    given as several words; ``parse`` then converts each word)."""
     meta = {"help": help, "parse": parse, "choices": choices, "flag": flag,
-            "metavar": metavar, "cli": cli}
+            "metavar": metavar, "cli": cli, "nargs": nargs}
     return field(default=default, metadata=meta)
 
 
@@ -133,6 +134,7 @@ class StylizeConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    record: "RecordConfig" = field(default_factory=lambda: RecordConfig())
 
     def replace(self, **sections: Any) -> "StylizeConfig":
         """Return a copy with fields of sections replaced: replace(loss={'content_weight': 0})."""
@@ -146,3 +148,45 @@ class StylizeConfig:
 
 SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
             "schedule": ScheduleConfig, "output": OutputConfig}
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """Records of the optimization itself: a progress video and a loss plot."""
+
+    progress_video: Optional[str] = opt(
+        None, "also write an MP4 of the optimization, one frame per snapshot, across all scales",
+        metavar="PATH")
+    progress_every: int = opt(10, "iterations between progress-video snapshots (each scale's "
+                              "last iteration is always recorded)")
+    progress_layout: str = opt("canvas", "progress-video frames: the canvas alone, or content | "
+                               "style | canvas with iteration, loss and a loss curve",
+                               choices=("canvas", "panel"))
+    progress_size: int = opt(720, "long side of progress-video frames (at most the output's)")
+    plot: Optional[str] = opt(None, "draw the loss curves (content, style, TV, total; scales "
+                              "marked) into this image", metavar="PATH")
+
+
+SECTIONS["record"] = RecordConfig
+
+DEFAULT_PROBE_LAYERS = ("relu1_1", "relu2_1", "relu2_2", "relu3_1", "relu3_3", "relu4_1",
+                        "relu4_3", "relu5_1")
+
+
+@dataclass(frozen=True)
+class LayersConfig:
+    """``nstvideo layers``: one texture per style layer, to see what each layer captures."""
+
+    layers: tuple[str, ...] = opt(DEFAULT_PROBE_LAYERS, "style layers to render, one at a time",
+                                  parse=_csv, metavar="LAYERS")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """``nstvideo sweep``: many settings on one input, with an index and a contact sheet."""
+
+    runs: int = opt(8, "number of runs of the seeded random walk (--seed picks the walk)")
+    grid: Optional[tuple[str, ...]] = opt(
+        None, "explicit grid instead of the random walk: FIELD=V1,V2 ... (every combination); "
+        "a layer list inside one value is joined with '+', e.g. style_layers=relu1_1+relu2_1,relu3_1",
+        nargs="+", metavar="FIELD=V1,V2")

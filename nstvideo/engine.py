@@ -77,6 +77,20 @@ def make_optimizer(canvas: torch.Tensor, config: OptimConfig) -> torch.optim.Opt
                              tolerance_change=-1, line_search_fn=None)
 
 
+def record_actual_step(optimizer: torch.optim.LBFGS, canvas: torch.Tensor,
+                       before: torch.Tensor) -> None:
+    """Tell L-BFGS the step it actually took after the canvas was clamped into [0, 1].
+
+    L-BFGS builds its next curvature pair from the step it proposed (``t·d``); clamping moves
+    the pixels by something else, its model of the loss stops matching, and it diverges (the
+    loss jumped 10x at iteration ~40 of a 64 px run). Uses torch's LBFGS state keys d and t.
+    """
+    state = optimizer.state[canvas]
+    if "d" in state:
+        state["d"] = (canvas.detach() - before).reshape(-1)
+        state["t"] = 1.0
+
+
 def converged(history: Sequence[torch.Tensor], every: int, tolerance: float) -> bool:
     """Relative change of the total loss over the last ``every`` iterations below tolerance."""
     if tolerance <= 0 or every <= 0 or len(history) <= every or len(history) % every:
@@ -107,14 +121,18 @@ def optimize(canvas: torch.Tensor, evaluate: Evaluate, config: OptimConfig, *,
     recorded: list[Mapping[str, torch.Tensor]] = []
     start = time.perf_counter()
     stopped_early = False
+    lbfgs = isinstance(optimizer, torch.optim.LBFGS)
     for iteration in range(1, iterations + 1):
-        if isinstance(optimizer, torch.optim.LBFGS):
+        before = canvas.detach().clone() if lbfgs else None
+        if lbfgs:
             optimizer.step(closure)
         else:
             closure()
             optimizer.step()
         with torch.no_grad():
             canvas.clamp_(0, 1)
+        if lbfgs:
+            record_actual_step(optimizer, canvas, before)
         terms = last_terms["terms"]
         totals.append(terms["total"])
         recorded.append(terms)

@@ -1,0 +1,180 @@
+"""Command line for the exploration jobs: ``nstvideo layers`` and ``nstvideo sweep``.
+
+Kept apart from cli.py, which calls ``add_explore_commands`` and ``run``; options come from the
+config dataclasses as everywhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cli import EXIT_OK, _field_type, add_section_options, validate
+from .config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
+from .errors import UsageError
+
+COMMANDS = ("layers", "sweep")
+RECORD_FLAGS = ("progress_video", "plot")
+LAYERS_SKIP = ("init", "init_noise", "preserve_colors", "content_layers", "content_weight",
+               "style_layers", "layer_weights", "report", "dry_run", *RECORD_FLAGS)
+SWEEP_SKIP = ("report", "dry_run", "progress_every", "progress_layout", "progress_size",
+              *RECORD_FLAGS)
+
+
+def add_explore_commands(commands) -> None:
+    layers = commands.add_parser(
+        "layers", help="one texture per style layer, each with a convergence MP4, plus a grid")
+    _add_common(layers, "folder for layer_<name>.png/.mp4 and layers_grid.png")
+    add_section_options(layers, LayersConfig)
+    for section in SECTIONS.values():
+        add_section_options(layers, section, skip=LAYERS_SKIP)
+
+    sweep = commands.add_parser(
+        "sweep", help="stylize with many settings: renders, index.json and a contact sheet")
+    sweep.add_argument("input", help="content image")
+    _add_common(sweep, "folder for run_NNN.png, index.json and contact_sheet.png")
+    add_section_options(sweep, SweepConfig)
+    for section in SECTIONS.values():
+        add_section_options(sweep, section, skip=SWEEP_SKIP)
+
+
+def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
+    parser.add_argument("--style", action="append", required=True, metavar="IMAGE",
+                        help="style image (repeat to blend several)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help=output_help)
+
+
+def section_from_args(args: argparse.Namespace, section: type):
+    values = {}
+    for item in dataclasses.fields(section):
+        key = f"{section.__name__}.{item.name}"
+        if hasattr(args, key):
+            value = getattr(args, key)
+            values[item.name] = tuple(value) if isinstance(value, list) else value
+    return section(**values)
+
+
+def _find_field(name: str) -> tuple[str, dataclasses.Field]:
+    wanted_section, _, wanted_field = name.rpartition(".")
+    matches = [(section_name, item) for section_name, section in SECTIONS.items()
+               for item in dataclasses.fields(section)
+               if item.name == wanted_field and wanted_section in ("", section_name)]
+    if not matches:
+        import difflib
+
+        known = [item.name for section in SECTIONS.values() for item in dataclasses.fields(section)]
+        close = difflib.get_close_matches(wanted_field, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise UsageError(f"--grid: no setting named {name!r}{hint}")
+    return matches[0]
+
+
+def parse_grid(items: Sequence[str]) -> list[dict[str, dict[str, Any]]]:
+    """["style_weight=100,1000", "tv_weight=0,10"] -> every combination, as section changes.
+
+    Values are parsed like the matching flag; inside a list-valued setting (style_layers) the
+    items of one value are joined with '+'.
+    """
+    axes = []
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            raise UsageError(f"--grid {item!r}: expected FIELD=V1,V2 such as style_weight=100,1000")
+        section, grid_field = _find_field(name.strip().replace("-", "_"))
+        parse = _field_type(grid_field)
+        try:
+            parsed = [parse(value.strip().replace("+", ",")) for value in values.split(",")]
+        except ValueError:
+            raise UsageError(f"--grid {item!r}: cannot read the values as {parse.__name__}") from None
+        parsed = [tuple(v) if isinstance(v, list) else v for v in parsed]
+        axes.append([(section, grid_field.name, value) for value in parsed])
+    runs = []
+    for combination in itertools.product(*axes):
+        changes: dict[str, dict[str, Any]] = {}
+        for section, name, value in combination:
+            changes.setdefault(section, {})[name] = value
+        if "style_layers" in changes.get("loss", {}):
+            changes["loss"].setdefault("layer_weights", None)
+        runs.append(changes)
+    return runs
+
+
+def _output_dir(path: str) -> Path:
+    out_dir = Path(path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"-o {out_dir} is a file; give a folder")
+    return out_dir
+
+
+def run(args: argparse.Namespace, config: StylizeConfig) -> int:
+    from . import images, runtime
+    from .explore import random_walk, render_layers, run_sweep
+    from .features import canonical_layers
+    from .progress import ProgressBar
+    from .stylize import plan
+
+    out_dir = _output_dir(args.output)
+    if args.command == "layers":
+        layers = canonical_layers(section_from_args(args, LayersConfig).layers, config.model.model)
+    else:
+        sweep = section_from_args(args, SweepConfig)
+        runs = (parse_grid(sweep.grid) if sweep.grid
+                else random_walk(config, sweep.runs, config.schedule.seed))
+        for changes in runs:  # every run checked before the first one starts
+            validate(config.replace(**changes))
+    styles = [images.load(path) for path in args.style]
+    content = images.load(args.input) if args.command == "sweep" else None
+    device = runtime.resolve_device(config.model.device)
+    runtime.configure_precision(config.model.precision)
+    if config.model.weights == "random":
+        print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
+              "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+    quiet = config.output.quiet
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, file=sys.stderr)
+
+    if args.command == "layers":
+        per_layer = sum(s.iterations for s in plan(config, config.schedule.size, config.schedule.size))
+        bar = ProgressBar(per_layer * len(layers), disable=quiet)
+
+        def rendered(render) -> None:
+            if not quiet:
+                bar.bar.write(f"{render.layer}: {render.image_path.name}, {render.frames} frames, "
+                              f"{render.seconds:.1f} s")
+
+        try:
+            renders = render_layers(styles, config, layers, out_dir, callbacks=[bar], device=device,
+                                    on_done=rendered)
+        finally:
+            bar.close()
+        say(f"wrote {len(renders)} layer renders and {out_dir / 'layers_grid.png'} "
+            f"({time.perf_counter() - started:.1f} s)")
+        return EXIT_OK
+
+    planned = [sum(s.iterations for s in plan(config.replace(**changes), *content.shape[-2:]))
+               for changes in runs]
+    bar = ProgressBar(sum(planned), disable=quiet)
+
+    def done(name: str, skipped: bool) -> None:
+        if skipped:
+            bar.bar.total = max(bar.bar.n, bar.bar.total - planned[int(name.split("_")[-1])])
+        if not quiet:
+            bar.bar.write(f"{name}: {'skipped (done before)' if skipped else 'done'}")
+
+    meta = {"input": args.input, "styles": list(args.style)}
+    try:
+        summary = run_sweep(content, styles, config, runs, out_dir, meta=meta, callbacks=[bar],
+                            on_done=done, device=device)
+    finally:
+        bar.close()
+    say(f"sweep: {len(summary.ran)} run(s) done, {len(summary.skipped)} skipped; wrote "
+        f"{summary.index_path} and {summary.sheet_path} ({time.perf_counter() - started:.1f} s)")
+    return EXIT_OK

@@ -1,0 +1,283 @@
+"""Exploration jobs: one texture per style layer (``layers``) and parameter sweeps (``sweep``).
+
+Both write into an output folder: renders, their settings, and a labelled contact sheet. A sweep
+keeps ``index.json`` up to date after every run, so re-running the same command skips what is
+done. Runs are described as section changes for ``StylizeConfig.replace`` (``{"loss":
+{"style_weight": 100.0}}``), so a run's settings are exactly the config it ran with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import images, plot
+from .config import GATYS_STYLE_LAYERS, StylizeConfig
+from .engine import Callback
+from .errors import InputError, UsageError
+from .features import VGGFeatures
+from .recorder import ProgressVideo
+from .stylize import StylizeResult, build_network, plan, stylize_image
+
+Changes = dict[str, dict[str, Any]]
+
+# Layer sets the random walk moves between (short to deep receptive fields).
+LAYER_SETS = {
+    "gatys": GATYS_STYLE_LAYERS,
+    "shallow": ("relu1_1", "relu2_1", "relu3_1"),
+    "middle": ("relu2_1", "relu3_1", "relu4_1"),
+    "deep": ("relu3_1", "relu4_1", "relu5_1"),
+}
+# log10 bounds of the walk: a decade or two either side of the defaults.
+WALK_BOUNDS = {"content_weight": (-1.0, 1.0), "style_weight": (1.0, 5.0), "tv_weight": (-2.0, 3.0)}
+WALK_STEP = 0.5  # standard deviation of a step, in decades
+LAYER_SET_SWITCH = 1 / 3  # chance that a step also picks another layer set
+SHORT_NAMES = {"content_weight": "c", "style_weight": "s", "tv_weight": "tv", "style_layers": "L"}
+
+
+def _reflect(value: float, low: float, high: float) -> float:
+    span = high - low
+    offset = (value - low) % (2 * span)
+    return low + (offset if offset <= span else 2 * span - offset)
+
+
+def _two_digits(value: float) -> float:
+    return float(f"{value:.2g}")
+
+
+def random_walk(base: StylizeConfig, runs: int, seed: int) -> list[Changes]:
+    """A seeded walk over log-scaled content/style/TV weights and style-layer sets.
+
+    Run 0 is the base settings; each later run takes one Gaussian step (in decades) from the
+    previous one, reflected at the bounds, and sometimes switches layer set. The same base,
+    runs and seed always give the same list, which is what makes a sweep resumable.
+    """
+    if runs < 1:
+        raise UsageError("--runs must be at least 1")
+    rng = random.Random(seed)
+    position = {name: _reflect(math.log10(max(getattr(base.loss, name), 10 ** low)), low, high)
+                for name, (low, high) in WALK_BOUNDS.items()}
+    layers = tuple(base.loss.style_layers)
+    walk: list[Changes] = []
+    for number in range(runs):
+        if number:
+            for name, (low, high) in WALK_BOUNDS.items():
+                position[name] = _reflect(position[name] + rng.gauss(0.0, WALK_STEP), low, high)
+            if rng.random() < LAYER_SET_SWITCH:
+                layers = rng.choice([s for s in LAYER_SETS.values() if s != layers])
+        loss: dict[str, Any] = {name: _two_digits(10 ** position[name]) for name in WALK_BOUNDS}
+        if number == 0:
+            loss = {name: getattr(base.loss, name) for name in WALK_BOUNDS}
+        if layers != tuple(base.loss.style_layers):
+            loss.update(style_layers=layers, layer_weights=None)
+        walk.append({"loss": loss})
+    return walk
+
+
+def flat_settings(changes: Changes) -> dict[str, Any]:
+    """{"loss.style_weight": 100.0, ...} with JSON types (lists for tuples), for the index."""
+    flat = {}
+    for section, fields in sorted(changes.items()):
+        for name, value in sorted(fields.items()):
+            flat[f"{section}.{name}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def caption_lines(changes: Changes, max_items: int = 3) -> list[str]:
+    """Short, readable settings for a contact-sheet caption, a few per line."""
+    items = []
+    for fields in changes.values():
+        for name, value in fields.items():
+            if value is None:
+                continue
+            short = SHORT_NAMES.get(name, name)
+            if isinstance(value, tuple):
+                text = "+".join(v.replace("relu", "") for v in value)
+            elif isinstance(value, float):
+                text = f"{value:.3g}".replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+            else:
+                text = str(value)
+            items.append(f"{short}={text}")
+    return [" ".join(items[i:i + max_items]) for i in range(0, len(items), max_items)] or ["base"]
+
+
+@dataclass
+class NetworkCache:
+    """One network per model setting, holding every layer any run of the job uses."""
+
+    layers: tuple[str, ...]
+    device: Optional[torch.device] = None
+    networks: dict = field(default_factory=dict)
+
+    def get(self, config: StylizeConfig):
+        key = config.model
+        if key not in self.networks:
+            wide = config.replace(loss={"content_layers": tuple(config.loss.content_layers),
+                                        "style_layers": self.layers, "layer_weights": None})
+            self.networks[key] = build_network(wide, self.device)
+        return self.networks[key][0]
+
+
+def truncated(network: VGGFeatures, layers: Sequence[str]) -> VGGFeatures:
+    """A copy of the network cut after the deepest of these layers (same weights, same device):
+    a shallow layer's texture then costs a shallow network's time."""
+    device = next(network.parameters()).device
+    pooling = "max" if any(isinstance(m, torch.nn.MaxPool2d) for m in network.body) else "avg"
+    copy = VGGFeatures(network.arch, layers, pooling, state_dict=network.body.state_dict())
+    return copy.to(device, memory_format=torch.channels_last)
+
+
+def _uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = images.to_array(image) if isinstance(image, torch.Tensor) else image
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_sheet(path: Path, thumbnails: Sequence[np.ndarray], captions: Sequence[Sequence[str]],
+                title: str, cell: int = 256) -> None:
+    sheet = plot.captioned_grid(thumbnails, captions, cell=cell, title=title)
+    images.write_image(path, sheet.astype(np.float32) / 255.0)
+
+
+# --- layers -----------------------------------------------------------------------------------
+
+@dataclass
+class LayerRender:
+    layer: str
+    image_path: Path
+    video_path: Path
+    frames: int
+    final_style_loss: float
+    seconds: float
+
+
+def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers: Sequence[str],
+                  out_dir: Path, *, callbacks: Sequence[Callback] = (),
+                  on_done: Optional[Callable[[LayerRender], None]] = None,
+                  device: Optional[torch.device] = None) -> list[LayerRender]:
+    """Synthesise the style from noise with one style layer at a time.
+
+    Writes ``layer_<name>.png`` and ``layer_<name>.mp4`` (its convergence, per --progress-every
+    and --progress-layout) per layer and ``layers_grid.png`` comparing them.
+    """
+    layers = tuple(layers)
+    if not layers:
+        raise UsageError("--layers needs at least one layer name")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size_hw = (config.schedule.size, config.schedule.size)
+    networks = NetworkCache(layers, device)
+    finest = plan(config, *size_hw)[-1]
+    final_hw = (finest.height, finest.width)
+    renders = []
+    for layer in layers:
+        run_config = config.replace(loss={"style_layers": (layer,), "layer_weights": None,
+                                          "content_weight": 0.0},
+                                    schedule={"init": "noise"})
+        image_path, video_path = out_dir / f"layer_{layer}.png", out_dir / f"layer_{layer}.mp4"
+        started = time.perf_counter()
+        with ProgressVideo(video_path, final_hw, every=config.record.progress_every,
+                           layout=config.record.progress_layout,
+                           long_side=config.record.progress_size, style=styles[0]) as video:
+            network = truncated(networks.get(run_config), (layer,))
+            result = stylize_image(None, styles, run_config, network=network,
+                                   callbacks=[*callbacks, video], size_hw=size_hw)
+        images.write_image(image_path, result.image, config.output.bit_depth)
+        final = result.scales[-1].result.final_losses()
+        render = LayerRender(layer, image_path, video_path, video.frames_written,
+                             final.get("style", float("nan")), time.perf_counter() - started)
+        renders.append(render)
+        if on_done:
+            on_done(render)
+    write_layers_grid(out_dir / "layers_grid.png", renders)
+    return renders
+
+
+def write_layers_grid(path: Path, renders: Sequence[LayerRender]) -> None:
+    thumbnails = [_uint8(images.read_image(r.image_path)) for r in renders]
+    captions = [[r.layer, f"style loss {r.final_style_loss:.3g}"] for r in renders]
+    write_sheet(path, thumbnails, captions, "one style layer per render (texture from noise)")
+
+
+# --- sweep ------------------------------------------------------------------------------------
+
+INDEX_NAME, SHEET_NAME = "index.json", "contact_sheet.png"
+
+
+@dataclass
+class SweepSummary:
+    ran: list[str]
+    skipped: list[str]
+    index_path: Path
+    sheet_path: Path
+
+
+def _load_index(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not a readable sweep index ({exc}); move it away to start over")
+    return index if isinstance(index, dict) else {}
+
+
+def _write_index(path: Path, index: dict) -> None:
+    images.atomic_write_bytes(path, (json.dumps(index, indent=2) + "\n").encode())
+
+
+def run_sweep(content: torch.Tensor, styles: Sequence[torch.Tensor], base: StylizeConfig,
+              runs: Sequence[Changes], out_dir: Path, *, meta: Optional[dict] = None,
+              callbacks: Sequence[Callback] = (),
+              on_done: Optional[Callable[[str, bool], None]] = None,
+              device: Optional[torch.device] = None) -> SweepSummary:
+    """Stylize ``content`` once per run, each with ``base.replace(**changes)``.
+
+    Each result goes to ``run_NNN.png``; ``index.json`` (rewritten atomically after every run)
+    lists each run's settings and final losses. A run whose image exists and whose index entry
+    has the same settings is skipped, so an interrupted sweep resumes where it stopped.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index_path, sheet_path = out_dir / INDEX_NAME, out_dir / SHEET_NAME
+    configs = [base.replace(**changes) for changes in runs]
+    layers = tuple(dict.fromkeys(layer for c in configs for layer in c.loss.style_layers))
+    networks = NetworkCache(layers, device)
+    previous = {entry.get("name"): entry for entry in _load_index(index_path).get("runs", [])}
+    index = {"command": "sweep", **(meta or {}), "base": base.to_dict(), "runs": []}
+    ran, skipped = [], []
+    for number, (changes, config) in enumerate(zip(runs, configs)):
+        name = f"run_{number:03d}"
+        image_path = out_dir / f"{name}.png"
+        settings = flat_settings(changes)
+        old = previous.get(name)
+        if old and old.get("settings") == settings and image_path.exists():
+            index["runs"].append(old)
+            skipped.append(name)
+            if on_done:
+                on_done(name, True)
+            continue
+        started = time.perf_counter()
+        result: StylizeResult = stylize_image(content, styles, config, network=networks.get(config),
+                                              callbacks=callbacks)
+        images.write_image(image_path, result.image, config.output.bit_depth)
+        index["runs"].append({
+            "name": name, "file": image_path.name, "settings": settings,
+            "caption": caption_lines(changes),
+            "losses": result.scales[-1].result.final_losses(),
+            "iterations_run": sum(r.result.iterations_run for r in result.scales),
+            "seconds": round(time.perf_counter() - started, 3)})
+        _write_index(index_path, index)
+        ran.append(name)
+        if on_done:
+            on_done(name, False)
+    _write_index(index_path, index)
+    thumbnails = [_uint8(images.read_image(out_dir / entry["file"])) for entry in index["runs"]]
+    captions = [[entry["name"], *entry.get("caption", [])] for entry in index["runs"]]
+    write_sheet(sheet_path, thumbnails, captions, f"sweep: {len(runs)} runs")
+    return SweepSummary(ran, skipped, index_path, sheet_path)

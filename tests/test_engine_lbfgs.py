@@ -1,0 +1,46 @@
+"""L-BFGS and the [0, 1] clamp: its memory must hold the step actually taken."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nstvideo import images
+from nstvideo.config import OptimConfig, StylizeConfig
+from nstvideo.engine import autograd_evaluator, optimize
+from nstvideo.stylize import build_network, stylize_image
+
+
+def test_lbfgs_memory_holds_the_clamped_step(monkeypatch):
+    """A loss pulling pixels to 1.5: every step is clamped, and L-BFGS must know by how much."""
+    steps = []
+    original = torch.optim.LBFGS.step
+
+    def spy(self, closure):
+        canvas = self.param_groups[0]["params"][0]
+        state = self.state[canvas]
+        if "d" in state:  # the step recorded after the previous iteration's clamp
+            steps.append((state["d"] * state["t"]).clone())
+        steps.append(canvas.detach().clone())
+        return original(self, closure)
+
+    monkeypatch.setattr(torch.optim.LBFGS, "step", spy)
+    target = torch.full((1, 3, 4, 4), 1.5)
+    evaluate = autograd_evaluator(lambda x: {"total": ((x - target) ** 2).mean()})
+    start = torch.linspace(0, 1, 48).reshape(1, 3, 4, 4)
+    optimize(start, evaluate, OptimConfig(iterations=3))
+    # steps: canvas0, [recorded step, canvas1], [recorded step, canvas2]
+    assert torch.allclose(steps[1].reshape(-1), (steps[2] - steps[0]).reshape(-1))
+    assert torch.allclose(steps[3].reshape(-1), (steps[4] - steps[2]).reshape(-1))
+
+
+@pytest.mark.slow
+def test_lbfgs_default_settings_do_not_diverge(content_path, style_path):
+    config = StylizeConfig().replace(model={"weights": "random", "device": "cpu"},
+                                     schedule={"size": 64}, optim={"iterations": 48})
+    network, _ = build_network(config)
+    result = stylize_image(images.load(content_path), [images.load(style_path)], config,
+                           network=network)
+    totals = [h["total"] for h in result.scales[-1].result.history]
+    worst_rise = max(later / min(totals[:i + 1]) for i, later in enumerate(totals))
+    assert worst_rise < 1.5, f"loss rose {worst_rise:.1f}x above its best so far"
