@@ -60,8 +60,10 @@ def add_section_options(parser: argparse.ArgumentParser, section: type, skip: Se
             group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, dest=dest,
                                help=help_text)
         else:
+            choices = meta.get("choices")
+            metavar = meta.get("metavar") or ("{" + ",".join(choices) + "}" if choices else field.name.upper())
             group.add_argument(flag, type=_field_type(field), default=argparse.SUPPRESS, dest=dest,
-                               help=help_text, metavar=meta.get("metavar"), nargs=meta.get("nargs"))
+                               help=help_text, metavar=metavar, nargs=meta.get("nargs"))
 
 
 def _check_choice(value: str, choices: Sequence[str], flag: str) -> None:
@@ -155,10 +157,11 @@ def default_output(input_path: str, styles: Sequence[str]) -> Path:
     return Path.cwd() / f"{Path(input_path).stem}_{names}.png"
 
 
-def check_output(output: Path, inputs: Sequence[str]) -> None:
+def check_output(output: Path, inputs: Sequence[str], image: bool = True) -> None:
     from .images import output_format
 
-    output_format(output)
+    if image:
+        output_format(output)
     for item in inputs:
         same_path = Path(item).resolve() == output.resolve()
         if same_path or output.exists() and Path(item).exists() and os.path.samefile(item, output):
@@ -180,6 +183,9 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     if config.schedule.init not in ("content", "noise", "blend"):
         inputs.append(config.schedule.init)
     check_output(output, inputs)
+    for extra in (config.record.progress_video, config.record.plot):
+        if extra:
+            check_output(Path(extra), inputs, image=Path(extra) != Path(config.record.progress_video or ""))
     if config.output.bit_depth:
         images.encode(images.np.zeros((1, 1, 3), images.np.float32), images.output_format(output),
                       config.output.bit_depth)
