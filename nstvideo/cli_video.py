@@ -106,7 +106,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
     if not hasattr(args, "ScheduleConfig.size"):  # no --size: never enlarge a small video
         size = min(size, max(info.width, info.height))
     height, width, changed = processing_size(info.height, info.width, size)
-    if changed and not config.output.quiet:
+    if changed:
         print(f"nstvideo: note: frames are {width}x{height} (H.264 yuv420p needs even sides)",
               file=sys.stderr)
     device = runtime.resolve_device(config.model.device)

@@ -175,7 +175,7 @@ class VideoConfig:
     temporal: str = opt("flow", "warm start between frames: flow-warped previous output plus a "
                         "masked temporal loss, the previous output as it is, or none "
                         "(independent frames)", choices=("flow", "prev", "none"))
-    temporal_weight: float = opt(200.0, "weight of the temporal term (with --temporal flow)")
+    temporal_weight: float = opt(1000.0, "weight of the temporal term (with --temporal flow)")
     first_iterations: Optional[int] = opt(None, "iterations for the first frame "
                                           "(default: twice --iterations)", parse=int, metavar="N")
     start: Optional[Any] = opt(None, "first frame at this time (seconds, or M:S)", parse=_time,
