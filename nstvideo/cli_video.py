@@ -198,13 +198,15 @@ def add_eval_parser(commands, add_section_options) -> None:
         "eval", help="temporal consistency (warping error) and style loss of a stylized video, JSON")
     parser.add_argument("output", help="the stylized video")
     parser.add_argument("--reference", required=True, metavar="VIDEO",
-                        help="the input video it was made from (flow and occlusion come from it)")
+                        help="the input video it was made from (flow and occlusion come from it); "
+        "--start/--end/--max-frames select the same range as for stylize")
     parser.add_argument("--style", action="append", metavar="IMAGE",
                         help="style image(s): also report the style loss of the output frames")
     add_section_options(parser, ModelConfig)
     add_section_options(parser, LossConfig)
     add_section_options(parser, VideoConfig,
-                        skip=tuple(f for f in VideoConfig.__dataclass_fields__ if f != "flow_preset"))
+                        skip=tuple(f for f in VideoConfig.__dataclass_fields__
+                                   if f not in ("flow_preset", "start", "end", "max_frames")))
 
 
 def run_eval(args: argparse.Namespace, config: StylizeConfig) -> int:

@@ -31,16 +31,22 @@ def _as_array(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def evaluate(output: str | os.PathLike, reference: str | os.PathLike, styles: Sequence[str],
              config: StylizeConfig) -> dict:
+    from .video_job import select_range
+
     out_info, ref_info = probe(output), probe(reference)
-    if out_info.frames != ref_info.frames:
-        raise InputError(f"{output} has {out_info.frames} frames but {reference} has "
-                         f"{ref_info.frames}; give the clip the output was made from")
+    first, count = select_range(ref_info, config)
+    if out_info.frames != count:
+        raise InputError(f"{output} has {out_info.frames} frames but the selected range of "
+                         f"{reference} has {count}; give the clip the output was made from, "
+                         "with the same --start/--end/--max-frames")
     height, width = out_info.height, out_info.width
     style_measure = _style_measure(styles, config, height, width) if styles else None
     dis = flowlib.make_dis(config.video.flow_preset)
     errors, ref_errors, reliable, style_losses = [], [], [], []
     previous: Optional[tuple[np.ndarray, np.ndarray]] = None
     with open_frames(output) as out_frames, open_frames(reference) as ref_frames:
+        for _ in range(first):
+            next(ref_frames)
         for out_raw, ref_raw in zip(out_frames, ref_frames):
             out = out_raw.astype(np.float32) / np.float32(255.0)
             ref = _as_array(ref_raw, height, width)
@@ -54,6 +60,7 @@ def evaluate(output: str | os.PathLike, reference: str | os.PathLike, styles: Se
                 reliable.append(float(mask.mean()))
             previous = (out, ref)
     figures = {"output": str(output), "reference": str(reference), "frames": out_info.frames,
+               "first_reference_frame": first,
                "fps": str(out_info.fps), "size": [width, height], "pairs": len(errors),
                "warping_error": float(np.mean(errors)) if errors else 0.0,
                "warping_error_reference": float(np.mean(ref_errors)) if ref_errors else 0.0,

@@ -182,3 +182,55 @@ def test_selection():
     assert first == 24 and first + count == 48
     assert video_job.processing_size(49, 65, None) == (48, 64, True)
     assert video_job.processing_size(360, 640, 320) == (180, 320, False)
+
+
+def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path, monkeypatch):
+    clip = clip_factory(count=80)  # the reader's ffmpeg is still running when the failure comes
+
+    def fail(self, index, image):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        stylize(clip, tmp_path / "out.mp4", style=style_path)
+    assert ffmpeg_children() == []
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_short_video_stops_the_run(clip_factory, tmp_path):
+    clip = clip_factory(count=3)
+    reader = video_job.read_selection(clip, first=0, count=5, height=48, width=64)
+    with pytest.raises(Exception, match="ended after 3 frames"):
+        list(reader)
+
+
+@pytest.mark.slow
+def test_sigint_exits_130_and_the_same_command_resumes(clip_factory, style_path, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    clip = clip_factory(count=30)
+    output = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", str(style_path),
+           "-o", str(output), "--iterations", "4", "--first-iterations", "6", *FAST]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "out.mp4.work" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["frames_done"] >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "resume" in err
+    assert not output.exists()
+    done = json.loads(state.read_text())["frames_done"]
+    assert 3 <= done < 30
+    finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert video.probe(output).frames == 30
