@@ -23,7 +23,6 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -306,10 +305,3 @@ def encode(work: WorkDir, count: int, output: Path, info: VideoInfo, source: str
                   duration=Fraction(count) / info.fps)
         target.unlink(missing_ok=True)
 
-
-@contextmanager
-def closing_generator(generator):
-    try:
-        yield generator
-    finally:
-        generator.close()
