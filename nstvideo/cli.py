@@ -1,4 +1,4 @@
-"""Command line: ``nstvideo stylize|texture|info``.
+"""Command line: ``nstvideo stylize|texture|eval|info`` (video commands in cli_video.py).
 
 Options are generated from the config dataclasses (their defaults are never restated here).
 Every user error ends as one line on stderr and exit code 2; Ctrl-C exits 130.
@@ -128,7 +128,7 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     stylize = commands.add_parser("stylize", help="paint an image in the style of one or more images")
-    stylize.add_argument("input", help="content image")
+    stylize.add_argument("input", help="content image or video")
     _add_job_options(stylize)
 
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
@@ -137,6 +137,10 @@ def build_parser() -> Parser:
     from .cli_explore import add_explore_commands
 
     add_explore_commands(commands)
+
+    from .cli_video import add_eval_parser
+
+    add_eval_parser(commands, add_section_options)
     commands.add_parser("info", help="device, weights, ffmpeg and versions")
     return parser
 
@@ -331,6 +335,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "info":
             return run_info()
         config = config_from_args(args)
+        from . import cli_video
+
+        if args.command == "eval":
+            return cli_video.run_eval(args, config)
+        if args.command == "stylize" and cli_video.is_video_input(args.input):
+            return cli_video.run_video_job(args, config)
+
         from . import cli_explore
 
         if args.command in cli_explore.COMMANDS:

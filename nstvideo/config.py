@@ -135,6 +135,7 @@ class StylizeConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     record: "RecordConfig" = field(default_factory=lambda: RecordConfig())
+    video: "VideoConfig" = field(default_factory=lambda: VideoConfig())
 
     def replace(self, **sections: Any) -> "StylizeConfig":
         """Return a copy with fields of sections replaced: replace(loss={'content_weight': 0})."""
@@ -190,3 +191,48 @@ class SweepConfig:
         None, "explicit grid instead of the random walk: FIELD=V1,V2 ... (every combination); "
         "a layer list inside one value is joined with '+', e.g. style_layers=relu1_1+relu2_1,relu3_1",
         nargs="+", metavar="FIELD=V1,V2")
+
+
+def _time(text: str):
+    """Seconds as an exact fraction: 12, 12.5, 1:30 or 0:01:30.5."""
+    from fractions import Fraction
+
+    try:
+        seconds = Fraction(0)
+        for part in text.strip().split(":"):
+            seconds = seconds * 60 + Fraction(part)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"expected a time such as 12.5 or 1:30, got {text!r}") from None
+    if seconds < 0 or text.count(":") > 2:
+        raise UsageError(f"expected a time such as 12.5 or 1:30, got {text!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """How a video becomes frames: the range, the warm start between frames, the resume state.
+
+    The temporal term is weight·mean(mask·(x − warped)²) on [0, 1] pixels, next to content and
+    style terms that are relative errors (1.0 = an error as large as the target), so its scale is
+    set by how far a frame may drift from the warped previous one, not by the image size.
+    """
+
+    temporal: str = opt("flow", "warm start between frames: flow-warped previous output plus a "
+                        "masked temporal loss, the previous output as it is, or none "
+                        "(independent frames)", choices=("flow", "prev", "none"))
+    temporal_weight: float = opt(1000.0, "weight of the temporal term (with --temporal flow)")
+    first_iterations: Optional[int] = opt(None, "iterations for the first frame "
+                                          "(default: twice --iterations)", parse=int, metavar="N")
+    start: Optional[Any] = opt(None, "first frame at this time (seconds, or M:S)", parse=_time,
+                               metavar="TIME")
+    end: Optional[Any] = opt(None, "stop before this time (seconds, or M:S)", parse=_time,
+                             metavar="TIME")
+    max_frames: Optional[int] = opt(None, "stylize at most N frames", parse=int, metavar="N")
+    work_dir: Optional[str] = opt(None, "finished frames and resume state "
+                                  "(default: OUTPUT.work beside the output)", metavar="DIR")
+    keep_work: bool = opt(False, "keep the work folder after the video is written")
+    flow_preset: str = opt("medium", "DIS optical flow preset",
+                           choices=("ultrafast", "fast", "medium"))
+
+
+SECTIONS["video"] = VideoConfig

@@ -7,7 +7,7 @@ reused at every iteration.
 from __future__ import annotations
 
 import contextlib
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -68,7 +68,10 @@ class StyleObjective(nn.Module):
                  style_layers: Sequence[str], content: Optional[torch.Tensor],
                  styles: Sequence[torch.Tensor], style_blend: Optional[Sequence[float]] = None,
                  layer_weights: Optional[Sequence[float]] = None, content_weight: float = 1.0,
-                 style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32"):
+                 style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32",
+                 style_grams: Optional[Mapping[str, torch.Tensor]] = None):
+        """``style_grams`` (from ``blended_grams``) replaces ``styles``: a video computes its
+        style targets once and reuses them for every frame."""
         super().__init__()
         self.network = network
         self.precision = precision
@@ -76,8 +79,10 @@ class StyleObjective(nn.Module):
         self.style_weight = style_weight
         self.tv_weight = tv_weight
         self.style_layer_weights = normalised(layer_weights, len(style_layers), "--layer-weights")
-        blend = normalised(style_blend, len(styles), "--style-weights")
-        grams = blended_grams(network, styles, blend, style_layers, precision)
+        if style_grams is None:
+            blend = normalised(style_blend, len(styles), "--style-weights")
+            style_grams = blended_grams(network, styles, blend, style_layers, precision)
+        grams = style_grams
         self.style_losses = nn.ModuleDict({name: StyleLoss(grams[name]) for name in style_layers})
         self.content_losses = nn.ModuleDict()
         if content is not None and self.content_weight > 0:

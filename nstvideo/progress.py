@@ -86,3 +86,26 @@ def loss_summary(history: list[dict[str, float]], every: Optional[int] = None) -
     return {"first": history[0], "final": history[-1],
             "curve": [dict(iteration=i + 1, **h) for i, h in enumerate(history) if i % step == 0
                       or i == len(history) - 1]}
+
+
+class FrameBar:
+    """One tqdm bar over the frames of a video (ETA over frames), with the frame's iteration and
+    losses in the postfix. Call it as an engine callback and ``frame_done`` after each frame."""
+
+    def __init__(self, total: int, done: int = 0, *, disable: bool = False, refresh_every: int = 10):
+        self.bar = tqdm(total=total, initial=done, disable=disable, unit="frame",
+                        dynamic_ncols=True, smoothing=0.3, desc="frames")
+        self.refresh_every = refresh_every
+
+    def __call__(self, event: Progress) -> None:
+        if event.iteration % self.refresh_every == 0:
+            self.bar.set_postfix(it=f"{event.iteration}/{event.iterations}",
+                                 **format_losses(event.losses), refresh=True)
+
+    def frame_done(self, iterations: int, losses: dict[str, float]) -> None:
+        self.bar.set_postfix(it=iterations, **{k: f"{v:.4g}" for k, v in losses.items()
+                                               if k in SHOWN_TERMS}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -2,7 +2,8 @@
 
     python samples/make_samples.py
 
-Deterministic: the same files come out every time. Needs only numpy and OpenCV.
+Deterministic: the same files come out every time. Needs numpy and OpenCV, and imageio-ffmpeg's
+ffmpeg for the clip.
 """
 
 from __future__ import annotations
@@ -62,9 +63,50 @@ def mosaic(size: int = 512, cells: int = 260, seed: int = 2) -> np.ndarray:
     return canvas
 
 
+def pan_frames(photo: np.ndarray, count: int, width: int, height: int) -> list[np.ndarray]:
+    """A slow pan with a gentle zoom-in over a photo: smooth, known camera motion."""
+    photo_h, photo_w = photo.shape[:2]
+    frames = []
+    for t in np.linspace(0.0, 1.0, count):
+        zoom = 1.0 + 0.25 * t
+        view_w = photo_w / 1.35 / zoom
+        view_h = view_w * height / width
+        left = (photo_w - view_w) * (0.2 + 0.6 * t)
+        top = (photo_h - view_h) * 0.5
+        scale = width / view_w
+        matrix = np.float32([[scale, 0, -left * scale], [0, scale, -top * scale]])
+        frames.append(cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_AREA,
+                                     borderMode=cv2.BORDER_REFLECT))
+    return frames
+
+
+def pan_clip(path: Path, seconds: float = 2.5, width: int = 320, height: int = 240,
+             fps: str = "24000/1001") -> None:
+    """samples/cat_pan.mp4: a pan/zoom over cat.jpg at 24000/1001 fps with an AAC tone (A3 + E4)."""
+    import subprocess
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    count = round(seconds * Fraction(fps))
+    photo = cv2.imread(str(HERE / "cat.jpg"), cv2.IMREAD_COLOR)
+    frames = pan_frames(photo, count, width, height)
+    duration = f"{float(count / Fraction(fps)):.4f}"
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", fps, "-i", "-",
+           "-f", "lavfi", "-i", f"sine=frequency=220:sample_rate=44100:duration={duration}",
+           "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={duration}",
+           "-filter_complex", "[1:a][2:a]amix=inputs=2,volume=0.5[a]", "-map", "0:v", "-map", "[a]",
+           "-c:v", "libx264", "-crf", "26", "-preset", "slow", "-pix_fmt", "yuv420p",
+           "-c:a", "aac", "-b:a", "64k", "-movflags", "+faststart", "-fflags", "+bitexact",
+           "-flags:v", "+bitexact", "-flags:a", "+bitexact", str(path)]
+    subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True, timeout=300)
+
+
 def main() -> None:
     cv2.imwrite(str(HERE / "swirls.png"), swirls())
     cv2.imwrite(str(HERE / "mosaic.png"), mosaic())
+    pan_clip(HERE / "cat_pan.mp4")
 
 
 if __name__ == "__main__":

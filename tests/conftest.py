@@ -18,7 +18,8 @@ from nstvideo.features import VGGFeatures
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"
 
-torch.set_num_threads(max(1, torch.get_num_threads()))
+# Tiny tensors: one thread is faster than several fighting over shared cores, and deterministic.
+torch.set_num_threads(1)
 
 
 def pytest_addoption(parser):
@@ -88,3 +89,56 @@ def weights_file(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg19().state_dict(), path)
     return path
+
+
+# --- video clips -----------------------------------------------------------------------------------
+
+CLIP_FPS_TEXT = "24000/1001"
+
+
+def moving_frames(count: int, height: int, width: int, shift: tuple[int, int] = (2, 1),
+                  occluder: bool = True) -> list[np.ndarray]:
+    """RGB uint8 frames with exact known motion: a textured scene translating by ``shift``
+    (dx, dy) px per frame, and a flat square crossing it the other way (an occluder)."""
+    scene = cv2.cvtColor(gradient_image(height + abs(shift[1]) * count + 8,
+                                        width + abs(shift[0]) * count + 8, seed=3), cv2.COLOR_BGR2RGB)
+    scene = cv2.GaussianBlur(scene, (3, 3), 0)
+    frames = []
+    for t in range(count):
+        x0, y0 = shift[0] * t, shift[1] * t  # the camera moves right/down: content moves left/up
+        frame = scene[y0:y0 + height, x0:x0 + width].copy()
+        if occluder:
+            side = max(4, height // 4)
+            ox = width - side - 2 - 3 * t % max(1, width - side)
+            frame[height // 3:height // 3 + side, ox:ox + side] = (240, 40, 40)
+        frames.append(frame)
+    return frames
+
+
+def write_clip(path: Path, frames: list[np.ndarray], *, audio: bool = False,
+               fps: str = CLIP_FPS_TEXT) -> Path:
+    """An H.264 (yuv444p: any size) MP4 of the frames, with a 440 Hz AAC tone when ``audio``."""
+    import subprocess
+    from fractions import Fraction
+
+    import imageio_ffmpeg
+
+    height, width = frames[0].shape[:2]
+    duration = float(len(frames) / Fraction(fps))
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", fps, "-i", "-"]
+    if audio:
+        cmd += ["-f", "lavfi", "-t", f"{duration:.4f}", "-i", "sine=frequency=440:sample_rate=44100",
+                "-c:a", "aac"]
+    cmd += ["-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)]
+    subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True, timeout=60)
+    return path
+
+
+@pytest.fixture
+def clip_factory(tmp_path):
+    def make(name: str = "clip.mp4", count: int = 5, height: int = 48, width: int = 64,
+             audio: bool = False, **motion) -> Path:
+        return write_clip(tmp_path / name, moving_frames(count, height, width, **motion), audio=audio)
+
+    return make

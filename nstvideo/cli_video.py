@@ -1,0 +1,217 @@
+"""The video side of the command line: ``stylize`` with a video input, and ``eval``.
+
+Called from cli.py; the same error contract holds (NstError -> one line, exit 2; Ctrl-C -> 130
+with the resume state left in the work folder and no output file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+
+from .config import StylizeConfig, VideoConfig
+from .engine import Callback
+from .errors import UsageError
+
+EXIT_OK, EXIT_INTERRUPTED = 0, 130
+VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
+MEMORY_FRACTION = 0.8  # of the free device memory (or half the RAM on a CPU) a frame may use
+
+
+def is_video_input(path: str) -> bool:
+    """A known video suffix, or a file that no image decoder claims."""
+    from .video import looks_like_video
+
+    if looks_like_video(path):
+        return True
+    return Path(path).is_file() and not cv2.haveImageReader(str(path))
+
+
+def default_video_output(input_path: str, styles: Sequence[str]) -> Path:
+    names = "_".join(Path(s).stem for s in styles)
+    return Path.cwd() / f"{Path(input_path).stem}_{names}.mp4"
+
+
+def check_video_output(output: Path, inputs: Sequence[str]) -> None:
+    if output.suffix.lower() not in VIDEO_OUTPUTS:
+        raise UsageError(f"cannot write video {output.name}: use one of {', '.join(VIDEO_OUTPUTS)}")
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; give a file name such as {output}/out.mp4")
+    for item in inputs:
+        if Path(item).resolve() == output.resolve() or (
+                output.exists() and Path(item).exists() and os.path.samefile(item, output)):
+            raise UsageError(f"output {output} is one of the inputs; choose another -o path")
+
+
+def available_mib(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return MEMORY_FRACTION * free / (1 << 20)
+    return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 20)
+
+
+def check_fits(config: StylizeConfig, height: int, width: int, device) -> float:
+    """Refuse frames whose activations cannot fit, with the size that would."""
+    from .features import canonical_layers, layer_table
+    from .schedule import estimate_memory_mib
+
+    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, config.model.model)
+    need = estimate_memory_mib(layer_table(config.model.model), layers, height, width)
+    have = available_mib(device)
+    if config.schedule.tile_size is not None or need > have:
+        fits = int(max(height, width) * math.sqrt(have / need)) // 16 * 16
+        why = ("--tile-size was given" if config.schedule.tile_size is not None else
+               f"frames of {width}x{height} need ~{need:.0f} MiB for activations and {device} "
+               f"offers ~{have:.0f} MiB")
+        raise UsageError(f"{why}, but block-wise (tiled) stylization of video frames is not "
+                         f"available yet; use --size {min(fits, max(height, width))} or smaller")
+    return need
+
+
+def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
+                  first_frame_callbacks: Sequence[Callback] = ()) -> int:
+    import torch
+
+    from . import __version__, images, runtime
+    from .progress import FrameBar, write_report
+    from .stylize import build_network
+    from .video import probe
+    from .video_job import (Carry, WorkDir, encode, fingerprint, first_iterations,
+                            processing_size, read_selection, select_range, stylize_frames,
+                            style_targets)
+
+    output = Path(args.output) if args.output else default_video_output(args.input, args.style)
+    check_video_output(output, [args.input] + list(args.style))
+    if config.schedule.init not in ("content", "noise", "blend"):
+        raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
+    if config.schedule.preserve_colors:
+        raise UsageError("--preserve-colors is not available for video yet")
+    if config.video.temporal_weight < 0:
+        raise UsageError("--temporal-weight must be >= 0")
+    if config.video.first_iterations is not None and config.video.first_iterations < 1:
+        raise UsageError("--first-iterations must be at least 1")
+    info = probe(args.input)
+    first, count = select_range(info, config)
+    size = config.schedule.size
+    if not hasattr(args, "ScheduleConfig.size"):  # no --size: never enlarge a small video
+        size = min(size, max(info.width, info.height))
+    height, width, changed = processing_size(info.height, info.width, size)
+    if changed:
+        print(f"nstvideo: note: frames are {width}x{height} (H.264 yuv420p needs even sides)",
+              file=sys.stderr)
+    device = runtime.resolve_device(config.model.device)
+    memory = check_fits(config, height, width, device)
+    styles = [images.load(path) for path in args.style]
+    work = WorkDir(config.video.work_dir or output.with_name(output.name + ".work"))
+    mode = config.video.temporal
+
+    if config.output.dry_run:
+        print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
+              f"{info.fps} fps, {width}x{height} on {device}, ~{memory:.0f} MiB for activations; "
+              f"--temporal {mode}; {first_iterations(config)} iterations for the first frame, "
+              f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
+              f"work dir {work.path}; output {output}")
+        return EXIT_OK
+
+    record = fingerprint(args.input, args.style, config, first, count, height, width)
+    done = work.open(record)
+    quiet = config.output.quiet
+    if done and not quiet:
+        print(f"nstvideo: resuming at frame {done + 1}/{count} from {work.path}", file=sys.stderr)
+    started = time.perf_counter()
+    per_frame: list[dict] = []
+    source = None
+    if done < count:
+        runtime.configure_precision(config.model.precision)
+        network, weights = build_network(config, device)
+        if weights.is_random and not quiet:
+            print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
+                  "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+        grams = style_targets(network, styles, config, max(height, width))
+        bar = FrameBar(count, done, disable=quiet)
+        source = read_selection(args.input, first, count, height, width, skip=done)
+        try:
+            previous = None
+            if done:
+                _, frame = next(source)
+                previous = Carry(images.to_array(frame), work.load_frame(done - 1))
+            frames = (frame for _, frame in source)
+            for item in stylize_frames(frames, grams, config, network=network, total=count,
+                                       start_index=done, previous=previous, callbacks=[bar],
+                                       first_frame_callbacks=first_frame_callbacks):
+                work.save_frame(item.index, item.image)
+                losses = item.result.final_losses()
+                bar.frame_done(item.result.iterations_run, losses)
+                per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
+                                  "flow_seconds": round(item.flow_seconds, 4),
+                                  "iterations": item.result.iterations_run,
+                                  "reliable_fraction": item.reliable_fraction, "losses": losses})
+        except KeyboardInterrupt:
+            bar.close()
+            source.close()
+            finished = json.loads(work.state_path.read_text())["frames_done"]
+            print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
+                  f"{work.path}; run the same command again to resume", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            bar.close()
+            source.close()
+    try:
+        encode(work, count, output, info, args.input, first, height, width)
+    except KeyboardInterrupt:
+        print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
+              "run the same command again to write the video", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    seconds = time.perf_counter() - started
+    if config.output.report:
+        report = {"nstvideo": __version__, "command": "stylize", "input": args.input,
+                  "styles": args.style, "output": str(output), "settings": config.to_dict(),
+                  "device": runtime.describe_device(device), "torch": torch.__version__,
+                  "fps": str(info.fps), "frames": count, "first_frame": first,
+                  "size": [width, height], "resumed_at": done, "seconds": round(seconds, 3),
+                  "frames_this_run": per_frame}
+        write_report(config.output.report, report, images.atomic_write_bytes)
+    if not config.video.keep_work:
+        work.remove(count)
+    if not quiet:
+        print(f"wrote {output} ({count} frames, {width}x{height}, {info.fps} fps, "
+              f"audio {'copied' if info.has_audio else 'none'}, {seconds:.1f} s)", file=sys.stderr)
+    return EXIT_OK
+
+
+# --- eval ----------------------------------------------------------------------------------------
+
+def add_eval_parser(commands, add_section_options) -> None:
+    from .config import LossConfig, ModelConfig
+
+    parser = commands.add_parser(
+        "eval", help="temporal consistency (warping error) and style loss of a stylized video, JSON")
+    parser.add_argument("output", help="the stylized video")
+    parser.add_argument("--reference", required=True, metavar="VIDEO",
+                        help="the input video it was made from (flow and occlusion come from it); "
+        "--start/--end/--max-frames select the same range as for stylize")
+    parser.add_argument("--style", action="append", metavar="IMAGE",
+                        help="style image(s): also report the style loss of the output frames")
+    add_section_options(parser, ModelConfig)
+    add_section_options(parser, LossConfig)
+    add_section_options(parser, VideoConfig,
+                        skip=tuple(f for f in VideoConfig.__dataclass_fields__
+                                   if f not in ("flow_preset", "start", "end", "max_frames")))
+
+
+def run_eval(args: argparse.Namespace, config: StylizeConfig) -> int:
+    from .video_eval import evaluate
+
+    figures = evaluate(args.output, args.reference, args.style or (), config)
+    print(json.dumps(figures, indent=2))
+    return EXIT_OK

@@ -1,0 +1,107 @@
+"""Optical flow between frames (OpenCV DIS), backward warping and the reliability mask.
+
+Pure functions on arrays: (H, W, 3) float32 RGB frames in [0, 1] or uint8, (H, W, 2) float32 flow
+in pixels (x then y), (H, W) float32 masks in {0, 1}. No files, no processes.
+
+Convention: ``flow(a, b)`` is the flow w with a(x) ≈ b(x + w(x)); ``warp(b, w)`` samples b at
+x + w(x), so ``warp(b, flow(a, b))`` brings b onto a. To bring the previous stylized frame onto
+the current one (Ruder et al.), use the backward flow ``flow(current, previous)``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+           "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+           "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+
+# Ruder et al. (artistic-videos): disocclusion and motion-boundary thresholds, in pixels².
+CONSISTENCY_RELATIVE, CONSISTENCY_ABSOLUTE = 0.01, 0.5
+BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE = 0.01, 0.002
+
+
+def to_gray(frame: np.ndarray) -> np.ndarray:
+    """uint8 luminance, what DIS works on."""
+    if frame.dtype != np.uint8:
+        frame = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+
+
+def make_dis(preset: str = "medium") -> cv2.DISOpticalFlow:
+    return cv2.DISOpticalFlow_create(PRESETS[preset])
+
+
+def flow(a: np.ndarray, b: np.ndarray, dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
+    """w with a(x) ≈ b(x + w(x)); a and b are frames of the same size (RGB or grey)."""
+    dis = dis or make_dis()
+    a_gray = a if a.ndim == 2 else to_gray(a)
+    b_gray = b if b.ndim == 2 else to_gray(b)
+    return dis.calc(a_gray, b_gray, None)
+
+
+def sample_grid(flow_field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    height, width = flow_field.shape[:2]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    return xs + flow_field[..., 0], ys + flow_field[..., 1]
+
+
+def warp(image: np.ndarray, flow_field: np.ndarray) -> np.ndarray:
+    """Sample image at x + w(x), bilinear; outside the image the nearest border pixel is used
+    (the reliability mask marks those pixels unreliable)."""
+    map_x, map_y = sample_grid(flow_field)
+    return cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def inside_image(flow_field: np.ndarray) -> np.ndarray:
+    height, width = flow_field.shape[:2]
+    map_x, map_y = sample_grid(flow_field)
+    return (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+
+
+def consistent(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
+    """Forward-backward check: going a→b and back lands where it started, up to
+    |w + ŵ(x+w)|² < 0.01(|w|² + |ŵ(x+w)|²) + 0.5. False marks disocclusions and bad flow."""
+    back = warp(flow_ba, flow_ab)
+    error = ((flow_ab + back) ** 2).sum(-1)
+    scale = (flow_ab ** 2).sum(-1) + (back ** 2).sum(-1)
+    return error < CONSISTENCY_RELATIVE * scale + CONSISTENCY_ABSOLUTE
+
+
+def motion_boundary(flow_ab: np.ndarray) -> np.ndarray:
+    """|∇u|² + |∇v|² > 0.01|w|² + 0.002: where neighbouring pixels move apart."""
+    gradients = 0.0
+    for channel in range(2):
+        component = np.ascontiguousarray(flow_ab[..., channel])
+        gx = cv2.Sobel(component, cv2.CV_32F, 1, 0, ksize=1, scale=0.5)
+        gy = cv2.Sobel(component, cv2.CV_32F, 0, 1, ksize=1, scale=0.5)
+        gradients = gradients + gx ** 2 + gy ** 2
+    return gradients > BOUNDARY_RELATIVE * (flow_ab ** 2).sum(-1) + BOUNDARY_ABSOLUTE
+
+
+def reliability(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
+    """1 where warp(b, flow_ab) can be trusted as a prediction of a, else 0 (Ruder et al.)."""
+    reliable = consistent(flow_ab, flow_ba) & ~motion_boundary(flow_ab) & inside_image(flow_ab)
+    return reliable.astype(np.float32)
+
+
+def flow_and_mask(a: np.ndarray, b: np.ndarray, dis: cv2.DISOpticalFlow | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Flow a→b and its reliability mask, from both directions of DIS flow."""
+    dis = dis or make_dis()
+    a_gray, b_gray = to_gray(a) if a.ndim == 3 else a, to_gray(b) if b.ndim == 3 else b
+    flow_ab = flow(a_gray, b_gray, dis)
+    flow_ba = flow(b_gray, a_gray, dis)
+    return flow_ab, reliability(flow_ab, flow_ba)
+
+
+def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,
+                  mask: np.ndarray) -> float:
+    """Lai et al.: mean squared difference between frame a and frame b warped back onto it, over
+    reliable pixels, on [0, 1] RGB (mean over the three channels)."""
+    warped = warp(frame_b, flow_ab)
+    squared = ((frame_a - warped) ** 2).mean(-1)
+    count = float(mask.sum())
+    return float((squared * mask).sum() / count) if count else 0.0

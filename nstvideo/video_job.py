@@ -1,0 +1,307 @@
+"""Video frames: the frame loop (tensors in, tensors out) and the job around it (range, work
+folder, resume state, encoding).
+
+The loop, ``stylize_frames``, takes an iterable of frames and yields stylized frames one at a time;
+each frame is a unit for the engine, warm-started from the previous output (Ruder et al.):
+
+* ``flow``: the previous output warped into the current frame with the backward DIS flow of the
+  *input* frames, content where the warp is unreliable, plus weight·mean(mask·(x − warped)²);
+* ``prev``: the previous output as it is (no flow, no temporal term);
+* ``none``: every frame on its own, from the ``--init`` image.
+
+The job keeps every finished frame as a 16-bit PNG in the work folder with a JSON state, so an
+interrupted run resumes at the next frame. The next frame is always warm-started from the saved
+(16-bit quantised) output, resumed or not, so a resumed run gives exactly the frames of an
+uninterrupted one. The MP4 is assembled from the saved frames at the end, one frame in memory at a
+time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from . import flow as flowlib
+from . import images
+from .config import StylizeConfig
+from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
+from .errors import InputError, UsageError
+from .features import VGGFeatures, canonical_layers
+from .objective import StyleObjective, blended_grams, normalised
+from .stylize import initial_canvas, resize, resize_long_side
+from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
+
+STATE_VERSION = 1
+QUANT = 65535.0  # frames are kept, and passed on to the next frame, at 16 bits per channel
+
+
+# --- the loop (no files) -------------------------------------------------------------------------
+
+@dataclass
+class Carry:
+    """What the next frame needs from the previous one."""
+
+    content: np.ndarray  # previous input frame at processing size, (H, W, 3) float32 in [0, 1]
+    output: torch.Tensor  # previous stylized frame, (1, 3, H, W) on the CPU, 16-bit quantised
+
+
+@dataclass
+class FrameResult:
+    index: int  # position in the selected range
+    image: torch.Tensor  # (1, 3, H, W) on the CPU, 16-bit quantised
+    result: OptimResult
+    flow_seconds: float
+    seconds: float
+    reliable_fraction: Optional[float] = None
+
+
+def quantise(image: torch.Tensor) -> torch.Tensor:
+    """What a 16-bit PNG keeps: the same float32 values a saved frame decodes to."""
+    levels = torch.round(image.detach().float().clamp(0, 1).cpu() * QUANT)
+    return levels / torch.tensor(QUANT, dtype=torch.float32)
+
+
+def style_targets(network: VGGFeatures, styles: Sequence[torch.Tensor], config: StylizeConfig,
+                  long_side: int) -> dict[str, torch.Tensor]:
+    """The blended style Grams, computed once for the whole video."""
+    device = next(network.parameters()).device
+    side = max(1, round(long_side * config.loss.style_scale))
+    scaled = [resize_long_side(s, side).to(device) for s in styles]
+    layers = canonical_layers(config.loss.style_layers, config.model.model)
+    blend = normalised(config.loss.style_weights, len(styles), "--style-weights")
+    return blended_grams(network, scaled, blend, layers, config.model.precision)
+
+
+def first_iterations(config: StylizeConfig) -> int:
+    chosen = config.video.first_iterations
+    return 2 * config.optim.iterations if chosen is None else chosen
+
+
+def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, torch.Tensor],
+                   config: StylizeConfig, *, network: VGGFeatures, total: int,
+                   start_index: int = 0, previous: Optional[Carry] = None,
+                   callbacks: Sequence[Callback] = (),
+                   first_frame_callbacks: Sequence[Callback] = ()) -> Iterator[FrameResult]:
+    """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
+
+    ``start_index`` and ``previous`` continue an interrupted run; ``first_frame_callbacks`` are
+    engine callbacks attached to the first frame of the video only (index 0).
+    """
+    device = next(network.parameters()).device
+    loss, sched, video = config.loss, config.schedule, config.video
+    arch = config.model.model
+    content_layers = canonical_layers(loss.content_layers, arch)
+    style_layers = canonical_layers(loss.style_layers, arch)
+    dis = flowlib.make_dis(video.flow_preset) if video.temporal == "flow" else None
+    index = start_index
+    for frame in frames:
+        started = time.perf_counter()
+        height, width = frame.shape[-2:]
+        content = frame.to(device)
+        objective = StyleObjective(
+            network, content_layers=content_layers, style_layers=style_layers, content=content,
+            styles=(), style_grams=style_grams, layer_weights=loss.layer_weights,
+            content_weight=loss.content_weight, style_weight=loss.style_weight,
+            tv_weight=loss.tv_weight, precision=config.model.precision)
+        fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise, sched.seed)
+        flow_seconds, reliable_fraction = 0.0, None
+        current = images.to_array(frame)
+        if previous is None or video.temporal == "none":
+            start = fresh
+        elif video.temporal == "prev":
+            start = previous.output
+        else:
+            flow_started = time.perf_counter()
+            backward, mask = flowlib.flow_and_mask(current, previous.content, dis)
+            warped = flowlib.warp(images.to_array(previous.output), backward)
+            flow_seconds = time.perf_counter() - flow_started
+            reliable_fraction = float(mask.mean())
+            warped_t = images.to_tensor(warped)
+            mask_t = torch.from_numpy(mask)[None, None]
+            start = mask_t * warped_t + (1 - mask_t) * fresh
+            if video.temporal_weight > 0:
+                objective.set_temporal(warped_t.to(device), mask_t.to(device), video.temporal_weight)
+        extra = first_frame_callbacks if index == 0 else ()
+        result = optimize(start.to(device), autograd_evaluator(objective), config.optim,
+                          iterations=first_iterations(config) if index == 0 else config.optim.iterations,
+                          callbacks=list(callbacks) + list(extra),
+                          stage=Stage(f"frame {index + 1}/{total}", index, total))
+        output = quantise(result.canvas)
+        yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
+                          reliable_fraction)
+        previous = Carry(current, output)
+        index += 1
+
+
+# --- the job (files) -----------------------------------------------------------------------------
+
+def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
+    """(first frame, frame count) of --start/--end/--max-frames; frame k shows at k/fps."""
+    video = config.video
+    first = 0 if video.start is None else math.ceil(Fraction(video.start) * info.fps)
+    stop = info.frames if video.end is None else min(info.frames, math.ceil(Fraction(video.end) * info.fps))
+    if video.max_frames is not None:
+        if video.max_frames < 1:
+            raise UsageError("--max-frames must be at least 1")
+        stop = min(stop, first + video.max_frames)
+    if first >= info.frames:
+        raise UsageError(f"--start {float(video.start):g} s is past the end of the video "
+                         f"({float(info.duration):.3f} s, {info.frames} frames)")
+    if stop <= first:
+        raise UsageError("--end must be after --start: the selection has no frames")
+    return first, stop - first
+
+
+def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, int, bool]:
+    """Fit the long side to ``size`` (never enlarge past it), then round each side to even."""
+    from .schedule import fit_long_side
+
+    fitted = fit_long_side(height, width, size) if size else (height, width)
+    even = even_size(*fitted)
+    return even[0], even[1], even != fitted
+
+
+def read_selection(path: str | os.PathLike, first: int, count: int, height: int, width: int,
+                   skip: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+    """(index in selection, frame resized to height x width) for selection indices skip-1..count-1
+    (the frame before ``skip`` too, when there is one, for the warm start of a resumed run).
+
+    The whole ffmpeg reader lives inside this generator: closing it stops ffmpeg."""
+    wanted_from = first + max(0, skip - 1)
+    index = -1
+    with open_frames(path) as frames:
+        for index, raw in enumerate(frames):
+            if index < wanted_from:
+                continue
+            if index >= first + count:
+                break
+            tensor = images.to_tensor(raw.astype(np.float32) / np.float32(255.0))
+            yield index - first, resize(tensor, height, width)
+    if index < first + count - 1:
+        raise InputError(f"{path}: the video ended after {index + 1} frames, "
+                         f"{first + count} expected; no frame was skipped, so the run stops here")
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# Settings that change no pixel: they may differ between an interrupted run and its resumption.
+NEUTRAL = {"output": None, "model": {"device"}, "video": {"work_dir", "keep_work"}}
+
+
+def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConfig,
+                first: int, count: int, height: int, width: int) -> dict[str, Any]:
+    """Everything that decides the frames' pixels, as plain JSON."""
+    settings = config.to_dict()
+    for section, fields in NEUTRAL.items():
+        if fields is None:
+            settings.pop(section, None)
+        else:
+            for name in fields:
+                settings[section].pop(name, None)
+    stat = os.stat(input_path)
+    record = {"input": {"name": Path(input_path).name, "bytes": stat.st_size},
+              "styles": [file_digest(p) for p in style_paths], "settings": settings,
+              "frames": {"first": first, "count": count}, "size": [width, height]}
+    return json.loads(json.dumps(record, default=str))
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(old) | set(new)):
+            out += _differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if old == new else [prefix or "value"]
+
+
+class WorkDir:
+    """Finished frames (16-bit PNG) and state.json; written frame first, state second, both
+    atomically, so the state never names a frame that is not on disk."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.state_path = self.path / "state.json"
+        self.frames_path = self.path / "frames"
+
+    def frame_path(self, index: int) -> Path:
+        return self.frames_path / f"{index:06d}.png"
+
+    def open(self, record: dict[str, Any]) -> int:
+        """Frames already done for this job (0 for a new one); refuses a different job's folder."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UsageError(f"--work-dir {self.path} is a file, not a folder")
+        done = 0
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text())
+                old, done = state["job"], int(state["frames_done"])
+            except (ValueError, KeyError, TypeError):
+                raise UsageError(f"{self.state_path} is not a resume state of nstvideo; remove it "
+                                 "or choose another --work-dir") from None
+            changed = _differences(old, record)
+            if changed:
+                raise UsageError(
+                    f"{self.path} holds frames of a different job ({', '.join(changed[:4])} "
+                    f"changed); refusing to mix them: rerun the original command to resume, or "
+                    f"remove that folder or pass another --work-dir to start over")
+            missing = [i for i in range(done) if not self.frame_path(i).is_file()]
+            if missing:
+                done = missing[0]
+        self.frames_path.mkdir(parents=True, exist_ok=True)
+        self.record = record
+        self.save_state(done)
+        return done
+
+    def save_state(self, done: int) -> None:
+        state = {"version": STATE_VERSION, "frames_done": done, "job": self.record}
+        images.atomic_write_bytes(self.state_path, (json.dumps(state, indent=1) + "\n").encode())
+
+    def save_frame(self, index: int, image: torch.Tensor) -> None:
+        images.write_image(self.frame_path(index), image, 16)
+        self.save_state(index + 1)
+
+    def load_frame(self, index: int) -> torch.Tensor:
+        return images.load(self.frame_path(index))
+
+    def remove(self, count: int) -> None:
+        """Delete only what this job wrote (never a whole folder a user may have pointed at)."""
+        for index in range(count):
+            self.frame_path(index).unlink(missing_ok=True)
+        self.state_path.unlink(missing_ok=True)
+        (self.path / "video.mp4").unlink(missing_ok=True)
+        for folder in (self.frames_path, self.path):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+def encode(work: WorkDir, count: int, output: Path, info: VideoInfo, source: str,
+           first: int, height: int, width: int) -> None:
+    """The saved frames, in order, into an H.264 MP4 at the source's exact rate, with the source's
+    audio for the selected span when it has any."""
+    target = work.path / "video.mp4" if info.has_audio else output
+    with VideoWriter(target, width, height, info.fps) as writer:
+        for index in range(count):
+            writer.write(work.load_frame(index))
+    if info.has_audio:
+        mux_audio(target, source, info, output, start=Fraction(first) / info.fps,
+                  duration=Fraction(count) / info.fps)
+        target.unlink(missing_ok=True)
+

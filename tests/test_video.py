@@ -1,0 +1,236 @@
+"""Video: probing, reading, frame accounting, audio, resume, and temporal consistency.
+
+Clips are generated in fixtures (tiny, a few frames); the network has random weights and is cut
+after relu3_1, so every run takes seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nstvideo import video, video_job
+from nstvideo.cli import main
+from nstvideo.config import StylizeConfig
+from nstvideo.video_eval import evaluate
+
+FAST = ["--weights", "random", "--device", "cpu", "--quiet", "--content-layers", "relu3_1",
+        "--style-layers", "relu1_1,relu2_1,relu3_1"]
+
+
+def ffmpeg_children() -> list[int]:
+    """Live (not zombie) ffmpeg processes whose parent is this test process."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            name = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and "ffmpeg" in name:
+            found.append(int(entry))
+    return found
+
+
+def stylize(clip: Path, output: Path, *extra: str, style: Path) -> int:
+    return main(["stylize", str(clip), "--style", str(style), "-o", str(output),
+                 "--iterations", "4", "--first-iterations", "6", *FAST, *extra])
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with video.open_frames(path) as frames:
+        return [f.copy() for f in frames]
+
+
+def test_probe_is_exact(clip_factory):
+    info = video.probe(clip_factory(count=7, height=49, width=65, audio=True))
+    assert (info.width, info.height, info.frames) == (65, 49, 7)
+    assert info.fps == Fraction(24000, 1001)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert not video.probe(clip_factory("silent.mp4", count=3)).has_audio
+
+
+def test_reader_stops_ffmpeg_after_an_exception(clip_factory):
+    clip = clip_factory(count=80)  # more than a pipe buffer holds: ffmpeg is still running
+    with pytest.raises(RuntimeError):
+        with video.open_frames(clip) as frames:
+            next(frames)
+            assert ffmpeg_children()
+            raise RuntimeError("boom")
+    assert ffmpeg_children() == []
+
+
+def test_odd_sized_clip_with_audio(clip_factory, style_path, tmp_path, capsys):
+    clip = clip_factory(count=4, height=49, width=65, audio=True)
+    output = tmp_path / "out.mp4"
+    assert stylize(clip, output, "--temporal", "prev", style=style_path) == 0
+    info = video.probe(output)
+    assert (info.frames, info.fps, info.width, info.height) == (4, Fraction(24000, 1001), 64, 48)
+    assert info.has_audio
+    assert "even" in capsys.readouterr().err
+    assert not (tmp_path / "out.mp4.work").exists()  # removed after success
+    assert ffmpeg_children() == []
+
+
+def test_codec_pixel_format_and_range_without_audio(clip_factory, style_path, tmp_path):
+    import subprocess
+
+    import imageio_ffmpeg
+
+    clip = clip_factory(count=6)
+    output = tmp_path / "out.mp4"
+    assert stylize(clip, output, "--temporal", "none", "--max-frames", "3", style=style_path) == 0
+    info = video.probe(output)
+    assert (info.frames, info.fps, info.has_audio) == (3, Fraction(24000, 1001), False)
+    streams = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(output)],
+                             capture_output=True, text=True).stderr
+    assert "h264" in streams and "yuv420p" in streams
+
+
+def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch):
+    clip = clip_factory(count=4)
+    whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
+    assert stylize(clip, whole, "--keep-work", style=style_path) == 0
+
+    real_save = video_job.WorkDir.save_frame
+
+    def save_then_interrupt(self, index, image):
+        real_save(self, index, image)
+        if index == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", save_then_interrupt)
+    assert stylize(clip, resumed, "--keep-work", style=style_path) == 130
+    assert not resumed.exists()
+    state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
+    assert state["frames_done"] == 2
+    assert ffmpeg_children() == []
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", real_save)
+
+    # a different command must not reuse these frames
+    assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", style=style_path) == 2
+    assert stylize(clip, resumed, "--keep-work", style=style_path) == 0
+    for index in range(4):
+        a = (tmp_path / "whole.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
+        b = (tmp_path / "resumed.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
+        assert a == b, f"frame {index} differs after resuming"
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
+
+
+def test_changed_style_is_refused_with_one_line(clip_factory, style_path, content_path, tmp_path, capsys):
+    clip = clip_factory(count=2)
+    work = tmp_path / "work"
+    assert stylize(clip, tmp_path / "a.mp4", "--work-dir", str(work), "--keep-work", style=style_path) == 0
+    capsys.readouterr()
+    code = main(["stylize", str(clip), "--style", str(content_path), "-o", str(tmp_path / "a.mp4"),
+                 "--work-dir", str(work), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "different job" in err[0] and "styles" in err[0]
+
+
+def test_output_equal_to_input_refused(clip_factory, style_path):
+    clip = clip_factory(count=2)
+    assert stylize(clip, clip, style=style_path) == 2
+
+
+def test_flow_is_clearly_more_consistent_than_none(clip_factory, tmp_path):
+    from conftest import SAMPLES
+
+    style_path = SAMPLES / "swirls.png"
+    clip = clip_factory(count=5, shift=(2, 1))
+    config = StylizeConfig().replace(model={"weights": "random", "device": "cpu"},
+                                     loss={"style_layers": ("relu1_1", "relu2_1", "relu3_1")})
+    figures = {}
+    for mode in ("none", "flow"):
+        output = tmp_path / f"{mode}.mp4"
+        assert main(["stylize", str(clip), "--style", str(style_path), "-o", str(output),
+                     "--temporal", mode, "--iterations", "10", "--first-iterations", "15",
+                     *FAST]) == 0
+        figures[mode] = evaluate(output, clip, [str(style_path)], config)
+    assert figures["flow"]["warping_error"] < 0.5 * figures["none"]["warping_error"]
+    assert figures["flow"]["style_loss"] < 1.5 * figures["none"]["style_loss"]
+
+
+def test_eval_prints_json(clip_factory, capsys):
+    clip = clip_factory(count=3)
+    assert main(["eval", str(clip), "--reference", str(clip)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["pairs"] == 2 and "style_loss" not in figures
+    # the clip against itself: the output's figure is the input's, and small (known motion)
+    assert figures["warping_error"] == pytest.approx(figures["warping_error_reference"], rel=1e-6)
+    assert figures["warping_error"] < 0.005
+
+
+def test_frames_too_large_fail_clearly(clip_factory, style_path, tmp_path, capsys):
+    clip = clip_factory(count=2)
+    code = stylize(clip, tmp_path / "o.mp4", "--tile-size", "64", style=style_path)
+    assert code == 2 and "not available yet" in capsys.readouterr().err
+
+
+def test_selection():
+    info = video.VideoInfo(64, 48, Fraction(24000, 1001), 100, False)
+    config = StylizeConfig().replace(video={"start": Fraction(1), "end": Fraction(2)})
+    first, count = video_job.select_range(info, config)
+    assert first == 24 and first + count == 48
+    assert video_job.processing_size(49, 65, None) == (48, 64, True)
+    assert video_job.processing_size(360, 640, 320) == (180, 320, False)
+
+
+def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path, monkeypatch):
+    clip = clip_factory(count=80)  # the reader's ffmpeg is still running when the failure comes
+
+    def fail(self, index, image):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        stylize(clip, tmp_path / "out.mp4", style=style_path)
+    assert ffmpeg_children() == []
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_short_video_stops_the_run(clip_factory, tmp_path):
+    clip = clip_factory(count=3)
+    reader = video_job.read_selection(clip, first=0, count=5, height=48, width=64)
+    with pytest.raises(Exception, match="ended after 3 frames"):
+        list(reader)
+
+
+@pytest.mark.slow
+def test_sigint_exits_130_and_the_same_command_resumes(clip_factory, style_path, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    clip = clip_factory(count=30)
+    output = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", str(style_path),
+           "-o", str(output), "--iterations", "4", "--first-iterations", "6", *FAST]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    state = tmp_path / "out.mp4.work" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["frames_done"] >= 3:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "resume" in err
+    assert not output.exists()
+    done = json.loads(state.read_text())["frames_done"]
+    assert 3 <= done < 30
+    finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert video.probe(output).frames == 30
