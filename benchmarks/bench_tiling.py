@@ -1,6 +1,6 @@
 """Block-wise (poster) optimization: time per iteration and peak memory against canvas size.
 
-    python benchmarks/bench_tiling.py                        # CPU: 256/768 px, blocks of 256 px
+    python benchmarks/bench_tiling.py                        # CPU: 384/1152 px, blocks of 384 px
     python benchmarks/bench_tiling.py --device cuda --sizes 1024,2048,4096,8192 --tile 1024 --iterations 5
 
 Each run is a separate `nstvideo stylize` process (so peak memory is that run's own), with
@@ -47,9 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--sizes", default="256,768", help="square canvas sides; the first is the small one")
-    parser.add_argument("--tile", type=int, default=256)
-    parser.add_argument("--overhead-size", type=int, default=512, help="size run both whole and tiled")
+    parser.add_argument("--sizes", default="384,1152", help="square canvas sides; the first is the small one")
+    parser.add_argument("--tile", type=int, default=384)
+    parser.add_argument("--overhead-size", type=int, default=768, help="size run both whole and tiled")
     parser.add_argument("--iterations", type=int, default=2)
     args = parser.parse_args()
     runs = []

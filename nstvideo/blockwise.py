@@ -68,6 +68,7 @@ class BlockwiseObjective:
                  layer_weights: Optional[Sequence[float]] = None, content_weight: float = 1.0,
                  style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32",
                  height: Optional[int] = None, width: Optional[int] = None,
+                 style_grams: Optional[dict[str, torch.Tensor]] = None,
                  on_block: Optional[BlockCallback] = None):
         self.network = network
         self.device = next(network.parameters()).device
@@ -82,8 +83,8 @@ class BlockwiseObjective:
         self.stride = network.stride
         self.on_block = on_block
         self.replan(tile_size)
-        blend = normalised(style_blend, len(styles), "--style-weights")
-        self.style_targets = {}
+        blend = normalised(style_blend, len(styles), "--style-weights") if styles else []
+        self.style_targets = dict(style_grams or {})  # precomputed: a video computes them once
         for style, weight in zip(styles, blend):
             if max(style.shape[-2:]) > tile_size:  # a style bigger than a block goes by blocks too
                 blocks = plan_blocks(style.shape[-2], style.shape[-1], tile_size, self.margin, self.stride)

@@ -103,8 +103,8 @@ def validate(config: StylizeConfig) -> None:
         (0.0 <= config.schedule.init_noise <= 1.0, "--init-noise must be between 0 and 1"),
         (config.loss.style_scale > 0, "--style-scale must be positive"),
         (config.output.save_every >= 0, "--save-every must be 0 or more"),
-        (config.schedule.tile_size is None or config.schedule.tile_size >= 64,
-         "--tile-size must be at least 64 px"),
+        (config.schedule.tile_size is None or config.schedule.tile_size >= 16,
+         "--tile-size must be at least 16 px"),
         (config.output.bit_depth in (None, 8, 16), "--bit-depth must be 8 or 16"),
     ]
     for name in ("content_weight", "style_weight", "tv_weight"):

@@ -7,8 +7,8 @@ with the resume state left in the work folder and no output file).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import math
 import os
 import sys
 import time
@@ -18,7 +18,6 @@ from typing import Sequence
 import cv2
 
 from .config import StylizeConfig, VideoConfig
-from .engine import Callback
 from .errors import UsageError
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
@@ -51,39 +50,32 @@ def check_video_output(output: Path, inputs: Sequence[str]) -> None:
             raise UsageError(f"output {output} is one of the inputs; choose another -o path")
 
 
-def available_mib(device) -> float:
-    import torch
+def frame_tiling(config: StylizeConfig, height: int, width: int, device):
+    """The still planner's decision for one frame: its block size (None: whole) and memory."""
+    from .stylize import plan
 
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return MEMORY_FRACTION * free / (1 << 20)
-    return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 20)
-
-
-def check_fits(config: StylizeConfig, height: int, width: int, device) -> float:
-    """Refuse frames whose activations cannot fit, with the size that would."""
-    from .features import canonical_layers, layer_table
-    from .schedule import estimate_memory_mib
-
-    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, config.model.model)
-    need = estimate_memory_mib(layer_table(config.model.model), layers, height, width)
-    have = available_mib(device)
-    if config.schedule.tile_size is not None or need > have:
-        fits = int(max(height, width) * math.sqrt(have / need)) // 16 * 16
-        why = ("--tile-size was given" if config.schedule.tile_size is not None else
-               f"frames of {width}x{height} need ~{need:.0f} MiB for activations and {device} "
-               f"offers ~{have:.0f} MiB")
-        raise UsageError(f"{why}, but block-wise (tiled) stylization of video frames is not "
-                         f"available yet; use --size {min(fits, max(height, width))} or smaller")
-    return need
+    long_side = max(height, width)
+    single = config.replace(schedule={"size": long_side, "min_scale": long_side})
+    return plan(single, height, width, device)[-1]
 
 
-def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
-                  first_frame_callbacks: Sequence[Callback] = ()) -> int:
+def first_frame(path: str, first: int, height: int, width: int):
+    """The first selected frame at processing size (for the progress video's panel)."""
+    from .video_job import read_selection
+
+    frames = read_selection(path, first, 1, height, width)
+    try:
+        return next(frames)[1]
+    finally:
+        frames.close()
+
+
+def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     import torch
 
     from . import __version__, images, runtime
     from .progress import FrameBar, write_report
+    from .recorder import job_recorders, loss_plot
     from .stylize import build_network
     from .video import probe
     from .video_job import (Carry, WorkDir, encode, fingerprint, first_iterations,
@@ -92,6 +84,11 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
 
     output = Path(args.output) if args.output else default_video_output(args.input, args.style)
     check_video_output(output, [args.input] + list(args.style))
+    from .cli import check_output
+
+    for extra, is_image in ((config.record.progress_video, False), (config.record.plot, True)):
+        if extra:
+            check_output(Path(extra), [args.input] + list(args.style), image=is_image)
     if config.schedule.init not in ("content", "noise", "blend"):
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     if config.schedule.preserve_colors:
@@ -110,14 +107,16 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
         print(f"nstvideo: note: frames are {width}x{height} (H.264 yuv420p needs even sides)",
               file=sys.stderr)
     device = runtime.resolve_device(config.model.device)
-    memory = check_fits(config, height, width, device)
+    step = frame_tiling(config, height, width, device)
     styles = [images.load(path) for path in args.style]
     work = WorkDir(config.video.work_dir or output.with_name(output.name + ".work"))
     mode = config.video.temporal
 
     if config.output.dry_run:
+        layout = (f"{step.grid[0]}x{step.grid[1]} blocks of <= {step.tile_size}px (exact global loss)"
+                  if step.tile_size else "whole frames")
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
-              f"{info.fps} fps, {width}x{height} on {device}, ~{memory:.0f} MiB for activations; "
+              f"{info.fps} fps, {width}x{height} on {device}, {layout}; "
               f"--temporal {mode}; {first_iterations(config)} iterations for the first frame, "
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
@@ -130,6 +129,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
         print(f"nstvideo: resuming at frame {done + 1}/{count} from {work.path}", file=sys.stderr)
     started = time.perf_counter()
     per_frame: list[dict] = []
+    histories: list[tuple[str, list]] = []
     source = None
     if done < count:
         runtime.configure_precision(config.model.precision)
@@ -140,18 +140,23 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
         grams = style_targets(network, styles, config, max(height, width))
         bar = FrameBar(count, done, disable=quiet)
         source = read_selection(args.input, first, count, height, width, skip=done)
+        stack = contextlib.ExitStack()
         try:
             previous = None
             if done:
                 _, frame = next(source)
                 previous = Carry(images.to_array(frame), work.load_frame(done - 1))
             frames = (frame for _, frame in source)
+            recorders = stack.enter_context(job_recorders(
+                config.record, (height, width), styles=styles,
+                content=first_frame(args.input, first, height, width) if config.record.progress_video and not done else None))
             for item in stylize_frames(frames, grams, config, network=network, total=count,
                                        start_index=done, previous=previous, callbacks=[bar],
-                                       first_frame_callbacks=first_frame_callbacks):
+                                       first_frame_callbacks=recorders, tile_size=step.tile_size):
                 work.save_frame(item.index, item.image)
                 losses = item.result.final_losses()
                 bar.frame_done(item.result.iterations_run, losses)
+                histories.append((f"frame {item.index + 1}", item.result.history))
                 per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
                                   "flow_seconds": round(item.flow_seconds, 4),
                                   "iterations": item.result.iterations_run,
@@ -166,12 +171,16 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *,
         finally:
             bar.close()
             source.close()
+            stack.close()
     try:
         encode(work, count, output, info, args.input, first, height, width)
     except KeyboardInterrupt:
         print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
               "run the same command again to write the video", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if config.record.plot and histories:
+        images.write_image(config.record.plot,
+                           loss_plot(histories, title=f"losses: {output.name}") / 255.0)
     seconds = time.perf_counter() - started
     if config.output.report:
         report = {"nstvideo": __version__, "command": "stylize", "input": args.input,

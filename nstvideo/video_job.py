@@ -37,6 +37,7 @@ from .config import StylizeConfig
 from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
 from .errors import InputError, UsageError
 from .features import VGGFeatures, canonical_layers
+from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
 from .stylize import initial_canvas, resize, resize_long_side
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
@@ -91,11 +92,14 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                    config: StylizeConfig, *, network: VGGFeatures, total: int,
                    start_index: int = 0, previous: Optional[Carry] = None,
                    callbacks: Sequence[Callback] = (),
-                   first_frame_callbacks: Sequence[Callback] = ()) -> Iterator[FrameResult]:
+                   first_frame_callbacks: Sequence[Callback] = (),
+                   tile_size: Optional[int] = None) -> Iterator[FrameResult]:
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``previous`` continue an interrupted run; ``first_frame_callbacks`` are
-    engine callbacks attached to the first frame of the video only (index 0).
+    engine callbacks attached to the first frame of the video only (index 0). With ``tile_size``
+    every frame is optimized block by block with the exact global loss (frames too big for the
+    device).
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
@@ -107,12 +111,16 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     for frame in frames:
         started = time.perf_counter()
         height, width = frame.shape[-2:]
-        content = frame.to(device)
-        objective = StyleObjective(
-            network, content_layers=content_layers, style_layers=style_layers, content=content,
-            styles=(), style_grams=style_grams, layer_weights=loss.layer_weights,
-            content_weight=loss.content_weight, style_weight=loss.style_weight,
-            tv_weight=loss.tv_weight, precision=config.model.precision)
+        terms = dict(content_layers=content_layers, style_layers=style_layers, styles=(),
+                     style_grams=style_grams, layer_weights=loss.layer_weights,
+                     content_weight=loss.content_weight, style_weight=loss.style_weight,
+                     tv_weight=loss.tv_weight, precision=config.model.precision)
+        if tile_size:
+            objective = BlockwiseObjective(network, tile_size=tile_size, content=frame, **terms)
+            evaluate = objective.evaluate
+        else:
+            objective = StyleObjective(network, content=frame.to(device), **terms)
+            evaluate = autograd_evaluator(objective)
         fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise, sched.seed)
         flow_seconds, reliable_fraction = 0.0, None
         current = images.to_array(frame)
@@ -132,7 +140,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             if video.temporal_weight > 0:
                 objective.set_temporal(warped_t.to(device), mask_t.to(device), video.temporal_weight)
         extra = first_frame_callbacks if index == 0 else ()
-        result = optimize(start.to(device), autograd_evaluator(objective), config.optim,
+        result = optimize(start.to(device), evaluate, config.optim,
                           iterations=first_iterations(config) if index == 0 else config.optim.iterations,
                           callbacks=list(callbacks) + list(extra),
                           stage=Stage(f"frame {index + 1}/{total}", index, total))
