@@ -335,6 +335,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "info":
             return run_info()
         config = config_from_args(args)
+        from . import runtime
+
+        device = runtime.resolve_device(config.model.device)
+        config = config.replace(model={"precision": runtime.resolve_precision(config.model.precision, device)})
         from . import cli_video
 
         if args.command == "eval":

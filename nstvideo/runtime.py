@@ -30,6 +30,23 @@ def resolve_device(spec: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` becomes what is fast without measurable quality cost on this device."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "tf32"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 def configure_precision(precision: str) -> None:
     """TF32 matmuls/convolutions on GPUs that have them; bf16 is applied by autocast per pass."""
     tf32 = precision in ("tf32", "bf16")

@@ -24,7 +24,7 @@ from .errors import UsageError
 from .blockwise import BlockCallback, BlockwiseObjective
 from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
-from .runtime import available_memory, host_available_memory, resolve_device
+from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION, ScaleStep,
                        choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
                        plan_scales)
@@ -116,6 +116,7 @@ def plan(config: StylizeConfig, height: int, width: int,
         raise UsageError(f"output {final.width}x{final.height} is too small: the deepest layer "
                          f"needs at least {stride} px on each side; raise --size")
     device = device or resolve_device(config.model.device)
+    config = config.replace(model={"precision": resolve_precision(config.model.precision, device)})
     margin = margin_for(arch, layers)
     smallest = min_tile_size(margin, stride)
     if s.tile_size is not None and s.tile_size < smallest:
@@ -167,6 +168,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
     if not styles:
         raise UsageError("at least one style image is needed")
     device = next(network.parameters()).device
+    config = config.replace(model={"precision": resolve_precision(config.model.precision, device)})
     loss, sched = config.loss, config.schedule
     arch = config.model.model
     content_layers = canonical_layers(loss.content_layers, arch)

@@ -78,3 +78,11 @@ def test_style_blend_weights_matter(network, small_config):
     mostly_blue = stylize_image(content, [red, blue], config.replace(loss={"style_weights": (0.1, 0.9)}),
                                 network=network).image
     assert mostly_red[:, 0].mean() - mostly_red[:, 2].mean() > mostly_blue[:, 0].mean() - mostly_blue[:, 2].mean()
+
+
+def test_auto_precision_is_concrete_per_device():
+    from nstvideo.runtime import cpu_has_native_bf16, resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", torch.device("cuda")) == "tf32"
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"

@@ -118,7 +118,7 @@ def test_tiled_render_equals_untiled_render(tmp_path, capsys, content_path, styl
     common = ["stylize", str(content_path), "--style", str(style_path), "--weights", "random",
               "--device", "cpu", "--size", "128", "--min-scale", "128", "--iterations", "4",
               "--optimizer", optimizer, "--content-layers", "relu3_1",
-              "--style-layers", "relu1_1,relu2_1,relu3_1", "--quiet"]
+              "--style-layers", "relu1_1,relu2_1,relu3_1", "--precision", "fp32", "--quiet"]
     assert main(common + ["-o", str(tmp_path / "whole.png")]) == 0
     report = tmp_path / "r.json"
     assert main(common + ["-o", str(tmp_path / "tiled.png"), "--tile-size", "64",
