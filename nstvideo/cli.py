@@ -156,6 +156,13 @@ def _add_job_options(parser: argparse.ArgumentParser, texture: bool = False) -> 
         add_section_options(parser, section, skip=tuple(skip))
 
 
+def warn_if_random(source, quiet: bool) -> None:
+    """Say loudly that an untrained network paints textures, not art."""
+    if source.is_random and not quiet:
+        print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
+              "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+
+
 def default_output(input_path: str, styles: Sequence[str]) -> Path:
     names = "_".join(Path(s).stem for s in styles)
     return Path.cwd() / f"{Path(input_path).stem}_{names}.png"
@@ -211,9 +218,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
     runtime.configure_precision(config.model.precision)
     network, source = build_network(config, device)
-    if source.is_random:
-        print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
-              "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+    warn_if_random(source, quiet=False)
     runtime.reset_peak_memory(device)
     started = time.perf_counter()
     bar = ProgressBar(sum(s.iterations for s in steps), disable=config.output.quiet)

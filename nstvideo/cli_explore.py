@@ -132,8 +132,10 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
     device = runtime.resolve_device(config.model.device)
     runtime.configure_precision(config.model.precision)
     if config.model.weights == "random":
-        print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
-              "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+        from .cli import warn_if_random
+        from .weights import WeightsSource
+
+        warn_if_random(WeightsSource("random", None), quiet=False)
     quiet = config.output.quiet
     started = time.perf_counter()
 

@@ -134,9 +134,9 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     if done < count:
         runtime.configure_precision(config.model.precision)
         network, weights = build_network(config, device)
-        if weights.is_random and not quiet:
-            print("nstvideo: WARNING: --weights random: an untrained network; results are textures "
-                  "without semantic content. Use real VGG weights for art.", file=sys.stderr)
+        from .cli import warn_if_random
+
+        warn_if_random(weights, quiet)
         grams = style_targets(network, styles, config, max(height, width))
         bar = FrameBar(count, done, disable=quiet)
         source = read_selection(args.input, first, count, height, width, skip=done)

@@ -39,7 +39,7 @@ from .errors import InputError, UsageError
 from .features import VGGFeatures, canonical_layers
 from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
-from .stylize import initial_canvas, resize, resize_long_side
+from .stylize import initial_canvas, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
 STATE_VERSION = 1
@@ -76,8 +76,7 @@ def style_targets(network: VGGFeatures, styles: Sequence[torch.Tensor], config: 
                   long_side: int) -> dict[str, torch.Tensor]:
     """The blended style Grams, computed once for the whole video."""
     device = next(network.parameters()).device
-    side = max(1, round(long_side * config.loss.style_scale))
-    scaled = [resize_long_side(s, side).to(device) for s in styles]
+    scaled = [style_at_scale(s, long_side, config.loss.style_scale).to(device) for s in styles]
     layers = canonical_layers(config.loss.style_layers, config.model.model)
     blend = normalised(config.loss.style_weights, len(styles), "--style-weights")
     return blended_grams(network, scaled, blend, layers, config.model.precision)
