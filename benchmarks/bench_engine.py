@@ -1,7 +1,7 @@
 """ms per iteration of the still-image engine: L-BFGS and Adam, several sizes and precisions.
 
     python benchmarks/bench_engine.py                   # CPU: 256 and 512 px
-    python benchmarks/bench_engine.py --sizes 256,512,1024 --device cuda --precisions fp32,tf32,bf16
+    python benchmarks/bench_engine.py --sizes 256,512,1024,1280x720 --device cuda --precisions fp32,tf32,bf16 --block 4096:2048
 
 Per-iteration time is the slope between two iteration counts, so set-up (targets, first-call
 allocations) does not count. Prints JSON: ms/iteration, iterations/s, megapixel-iterations/s,
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import device_peak_tflops, emit, environment, iteration_gflop  # noqa: E402
 from nstvideo.config import OptimConfig  # noqa: E402
 from nstvideo.engine import autograd_evaluator, optimize  # noqa: E402
+from nstvideo.blockwise import BlockwiseObjective  # noqa: E402
 from nstvideo.features import VGGFeatures  # noqa: E402
 from nstvideo.objective import StyleObjective  # noqa: E402
 from nstvideo.runtime import configure_precision, peak_memory, reset_peak_memory, resolve_device  # noqa: E402
@@ -36,15 +37,31 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(network, device, size: int, optimizer: str, precision: str, short: int, long: int) -> dict:
+def parse_size(text: str) -> tuple[int, int]:
+    """256 -> (256, 256); 1280x720 -> (720, 1280) as (height, width)."""
+    if "x" in text:
+        width, height = text.lower().split("x")
+        return int(height), int(width)
+    return int(text), int(text)
+
+
+def measure(network, device, shape: tuple[int, int], optimizer: str, precision: str, short: int,
+            long: int, tile: int | None = None) -> dict:
+    height, width = shape
     generator = torch.Generator().manual_seed(0)
-    content = torch.rand(1, 3, size, size, generator=generator).to(device)
-    style = torch.rand(1, 3, size, size, generator=generator).to(device)
+    content = torch.rand(1, 3, height, width, generator=generator)
+    style = torch.rand(1, 3, min(height, 512), min(width, 512), generator=generator).to(device)
     configure_precision(precision)
-    objective = StyleObjective(network, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
-                               content=content, styles=[style], content_weight=1.0,
-                               style_weight=1000.0, tv_weight=10.0, precision=precision)
-    evaluate = autograd_evaluator(objective)
+    terms = dict(content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, styles=[style],
+                 content_weight=1.0, style_weight=1000.0, tv_weight=10.0, precision=precision)
+    if tile:  # a poster scale: the canvas stays on the host, blocks go to the device
+        objective = BlockwiseObjective(network, tile_size=tile, content=content, **terms)
+        evaluate = objective.evaluate
+        blocks = len(objective.blocks)
+    else:
+        content = content.to(device)
+        evaluate = autograd_evaluator(StyleObjective(network, content=content, **terms))
+        blocks = 1
     timings, final = {}, None
     reset_peak_memory(device)
     for count in (short, long):
@@ -56,11 +73,12 @@ def measure(network, device, size: int, optimizer: str, precision: str, short: i
         timings[count] = time.perf_counter() - start
         final = result.history[-1]["total"]
     ms = 1000 * (timings[long] - timings[short]) / (long - short)
-    gflop = iteration_gflop("vgg19", "relu5_1", size, size)
+    gflop = iteration_gflop("vgg19", "relu5_1", height, width)  # useful work: the untiled pass
     peak = device_peak_tflops(device, precision)
-    return {"size": size, "optimizer": optimizer, "precision": precision,
+    return {"size": f"{width}x{height}", "tile": tile, "blocks": blocks, "optimizer": optimizer,
+            "precision": precision,
             "ms_per_iteration": round(ms, 2), "iterations_per_s": round(1000 / ms, 2),
-            "megapixel_iterations_per_s": round(size * size / 1e6 * 1000 / ms, 3),
+            "megapixel_iterations_per_s": round(height * width / 1e6 * 1000 / ms, 3),
             "gflop_per_iteration": round(gflop, 1), "achieved_tflops": round(gflop / ms, 3),
             "fraction_of_peak": round(gflop / ms / peak, 4) if peak else None,
             "final_loss": final, "iterations": long, "memory": peak_memory(device)}
@@ -72,21 +90,28 @@ def main() -> None:
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--optimizers", default="lbfgs,adam")
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--block", default=None, metavar="CANVAS:TILE",
+                        help="also a poster scale: a CANVAS px square canvas in TILE px blocks")
     parser.add_argument("--short", type=int, default=3)
     parser.add_argument("--long", type=int, default=10)
     args = parser.parse_args()
     device = resolve_device(args.device)
     network = VGGFeatures("vgg19", CONTENT_LAYERS + STYLE_LAYERS).to(device, memory_format=torch.channels_last)
     runs = []
-    for size in map(int, args.sizes.split(",")):
+    cases = [(parse_size(text), None) for text in args.sizes.split(",")]
+    if args.block:
+        canvas, tile = (int(v) for v in args.block.split(":"))
+        cases.append(((canvas, canvas), tile))
+    for shape, tile in cases:
         for optimizer in args.optimizers.split(","):
             for precision in args.precisions.split(","):
-                run = measure(network, device, size, optimizer, precision, args.short, args.long)
+                run = measure(network, device, shape, optimizer, precision, args.short, args.long, tile)
                 runs.append(run)
-                print(f"{size}px {optimizer} {precision}: {run['ms_per_iteration']} ms/it", file=sys.stderr)
+                print(f"{run['size']} tile {tile} {optimizer} {precision}: {run['ms_per_iteration']} ms/it",
+                      file=sys.stderr)
     for run in runs:  # quality cost of lower precision: final loss relative to fp32's
-        reference = next((r for r in runs if r["size"] == run["size"] and r["optimizer"] == run["optimizer"]
-                          and r["precision"] == "fp32"), None)
+        reference = next((r for r in runs if r["size"] == run["size"] and r["tile"] == run["tile"]
+                          and r["optimizer"] == run["optimizer"] and r["precision"] == "fp32"), None)
         if reference:
             run["final_loss_vs_fp32"] = round(run["final_loss"] / reference["final_loss"], 4)
             run["speedup_vs_fp32"] = round(reference["ms_per_iteration"] / run["ms_per_iteration"], 3)

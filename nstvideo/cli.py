@@ -186,6 +186,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
     from . import images, runtime
     from .progress import ProgressBar, SaveEvery, loss_summary, write_report
+    from .resume import ResumePoint, StillState, file_digest, job_fingerprint
     from .recorder import job_recorders, write_loss_plot
     from .stylize import build_network, plan, stylize_image
 
@@ -227,7 +228,15 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
         path = output.with_name(f"{output.stem}_s{event.stage.index + 1}_i{event.iteration:05d}{output.suffix}")
         images.write_image(path, event.canvas, config.output.bit_depth)
 
-    callbacks = [bar]
+    state = StillState(output)
+    record = job_fingerprint(None if texture else args.input, args.style, config,
+                             init=None if init_image is None else file_digest(config.schedule.init))
+    resume = state.load(record)
+    if resume is not None and not config.output.quiet:
+        print(f"nstvideo: resuming at scale {resume.scale_index + 1}/{len(steps)}, iteration "
+              f"{resume.iterations_done + 1}, from {state.path}", file=sys.stderr)
+    last: dict[str, Any] = {}
+    callbacks = [lambda event: last.__setitem__("event", event), bar]  # first: others may raise
     if config.output.save_every:
         callbacks.append(SaveEvery(config.output.save_every, save_intermediate))
     try:
@@ -236,10 +245,23 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
             result = stylize_image(content, styles, config, network=network, init_image=init_image,
                                    callbacks=callbacks + recorders,
                                    size_hw=(height, width) if texture else None,
-                                   on_block=bar.block)
+                                   on_block=bar.block, resume=resume)
+    except KeyboardInterrupt:
+        bar.close()
+        event = last.get("event")
+        if event is None:
+            raise
+        earlier = resume.iterations_done if resume and resume.scale_index == event.stage.index else 0
+        state.save(record, ResumePoint(event.stage.index, earlier + event.iteration,
+                                       event.canvas.detach().cpu()))
+        print(f"nstvideo: interrupted at scale {event.stage.index + 1}, iteration "
+              f"{earlier + event.iteration}; state saved in {state.path}; run the same command "
+              "again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
     images.write_image(output, result.image, config.output.bit_depth)
+    state.remove()
     if config.record.plot:
         write_loss_plot(config.record.plot, result, title=f"losses: {output.name}")
     seconds = time.perf_counter() - started

@@ -24,6 +24,7 @@ from .errors import UsageError
 from .blockwise import BlockCallback, BlockwiseObjective
 from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
+from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION, ScaleStep,
                        choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
@@ -158,12 +159,15 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
                   config: StylizeConfig, *, network: VGGFeatures,
                   init_image: Optional[torch.Tensor] = None, callbacks: Sequence[Callback] = (),
                   size_hw: Optional[tuple[int, int]] = None,
-                  on_block: Optional[BlockCallback] = None) -> StylizeResult:
+                  on_block: Optional[BlockCallback] = None,
+                  resume: Optional[ResumePoint] = None) -> StylizeResult:
     """Paint ``content`` (1,3,H,W in [0,1]) in the blended style of ``styles``, coarse to fine.
 
     ``content=None`` synthesises a texture of ``size_hw`` (default square ``--size``) from the
     style alone. Scales too big for the device (or above ``--tile-size``) are optimized block by
     block with the exact global loss; ``on_block(done, total)`` reports blocks within an iteration.
+    ``resume`` continues an interrupted run: earlier scales are skipped and the interrupted one
+    starts from its saved canvas with the iterations it had left.
     """
     if not styles:
         raise UsageError("at least one style image is needed")
@@ -187,6 +191,12 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
     canvas: Optional[torch.Tensor] = None
     reports: list[ScaleReport] = []
     for step in steps:
+        iterations = step.iterations
+        if resume is not None and step.index < resume.scale_index:
+            continue
+        if resume is not None and step.index == resume.scale_index:
+            canvas = resume.canvas
+            iterations = max(1, step.iterations - resume.iterations_done)
         scaled_content = None
         if target_content is not None:
             scaled_content = resize(target_content, step.height, step.width)
@@ -218,7 +228,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         stage = Stage(f"scale {step.index + 1}/{len(steps)} {step.width}x{step.height}{blocks}",
                       step.index, len(steps))
         optim = replace(config.optim, lbfgs_history=step.lbfgs_history or config.optim.lbfgs_history)
-        result = optimize(start.to(canvas_device), evaluate, optim, iterations=step.iterations,
+        result = optimize(start.to(canvas_device), evaluate, optim, iterations=iterations,
                           callbacks=callbacks, stage=stage)
         canvas = result.canvas
         reports.append(ScaleReport(step, result))

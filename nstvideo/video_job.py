@@ -18,7 +18,6 @@ time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -39,6 +38,7 @@ from .errors import InputError, UsageError
 from .features import VGGFeatures, canonical_layers
 from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
+from .resume import differences, job_fingerprint
 from .stylize import initial_canvas, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
@@ -199,42 +199,11 @@ def read_selection(path: str | os.PathLike, first: int, count: int, height: int,
                          f"{first + count} expected; no frame was skipped, so the run stops here")
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-# Settings that change no pixel: they may differ between an interrupted run and its resumption.
-NEUTRAL = {"output": None, "model": {"device"}, "video": {"work_dir", "keep_work"}}
-
-
 def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConfig,
                 first: int, count: int, height: int, width: int) -> dict[str, Any]:
     """Everything that decides the frames' pixels, as plain JSON."""
-    settings = config.to_dict()
-    for section, fields in NEUTRAL.items():
-        if fields is None:
-            settings.pop(section, None)
-        else:
-            for name in fields:
-                settings[section].pop(name, None)
-    stat = os.stat(input_path)
-    record = {"input": {"name": Path(input_path).name, "bytes": stat.st_size},
-              "styles": [file_digest(p) for p in style_paths], "settings": settings,
-              "frames": {"first": first, "count": count}, "size": [width, height]}
-    return json.loads(json.dumps(record, default=str))
-
-
-def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for key in sorted(set(old) | set(new)):
-            out += _differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
-        return out
-    return [] if old == new else [prefix or "value"]
+    return job_fingerprint(input_path, style_paths, config,
+                           frames={"first": first, "count": count}, size=[width, height])
 
 
 class WorkDir:
@@ -261,7 +230,7 @@ class WorkDir:
             except (ValueError, KeyError, TypeError):
                 raise UsageError(f"{self.state_path} is not a resume state of nstvideo; remove it "
                                  "or choose another --work-dir") from None
-            changed = _differences(old, record)
+            changed = differences(old, record)
             if changed:
                 raise UsageError(
                     f"{self.path} holds frames of a different job ({', '.join(changed[:4])} "
