@@ -4,8 +4,8 @@
     python benchmarks/side_by_side.py --nspt /path/to/neural-style-pt --size 256 --optimizer adam
 
 neural-style-pt is never vendored here. Both run as whole processes with the same content and
-style images, size, optimizer, layers and random VGG19 weights (its own VGG class, saved to a temp
-file, so nothing downloads). The per-iteration time is the slope between two iteration counts, so
+style images, size, optimizer, layers and the same random VGG19 weights file (seeded He init in
+neural-style-pt's own VGG class, saved to a temp file and loaded by both; nothing downloads). The per-iteration time is the slope between two iteration counts, so
 start-up and model loading do not count; runs alternate between the tools to spread machine noise.
 """
 
@@ -25,15 +25,21 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import emit  # noqa: E402
 
 
-def random_nspt_model(nspt: Path, folder: Path) -> Path:
-    """A random-weight state dict for neural-style-pt's own VGG19 class (no download)."""
+def shared_random_model(nspt: Path, folder: Path) -> Path:
+    """One weights file both tools load: neural-style-pt's own VGG19 class (its keys are
+    torchvision's ``features.N``), with our seeded He init in every convolution, so that both run
+    the very same network (convolution speed on a CPU depends on the values, too)."""
     script = (
-        "import sys, torch; sys.path.insert(0, sys.argv[1]);"
+        "import sys, torch; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[3]);"
         "from CaffeLoader import VGG, buildSequential, channel_list;"
-        "torch.manual_seed(0);"
-        "torch.save(VGG(buildSequential(channel_list['VGG-19'], 'max')).state_dict(), sys.argv[2])")
+        "from nstvideo.features import VGGFeatures;"
+        "model = VGG(buildSequential(channel_list['VGG-19'], 'max'));"
+        "ours = VGGFeatures('vgg19', ['relu5_4']);"
+        "state = model.state_dict();"
+        "state.update({'features.' + k[len('body.'):]: v for k, v in ours.state_dict().items() if k.startswith('body.')});"
+        "torch.save(state, sys.argv[2])")
     path = folder / "vgg19-random.pth"  # the name tells neural-style-pt the architecture
-    subprocess.run([sys.executable, "-c", script, str(nspt), str(path)], check=True)
+    subprocess.run([sys.executable, "-c", script, str(nspt), str(path), str(REPO)], check=True)
     return path
 
 
@@ -59,7 +65,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
-        model = random_nspt_model(args.nspt, folder)
+        model = shared_random_model(args.nspt, folder)
         gpu = "c" if args.device == "cpu" else "0"
 
         def nspt(n: int) -> list[str]:
@@ -73,7 +79,7 @@ def main() -> None:
             return [sys.executable, "-m", "nstvideo", "stylize", args.content, "--style", args.style,
                     "--size", str(args.size), "--min-scale", str(args.size),
                     "--optimizer", args.optimizer, "--iterations", str(n), "--tolerance", "0",
-                    "--weights", "random", "--device", args.device, "--precision", args.precision,
+                    "--weights", str(model), "--device", args.device, "--precision", args.precision,
                     "--quiet", "-o", str(folder / "ours.png")]
 
         times = {"neural-style-pt": {args.short: [], args.long: []},

@@ -18,7 +18,7 @@ import torch
 
 from .errors import UsageError
 from .features import VGGFeatures
-from .losses import energy
+from .losses import energy, gram_matrix
 from .objective import blended_grams, normalised, precision_context, to_network_layout
 from .tiling import Block, margin_for, min_tile_size, plan_blocks
 
@@ -199,7 +199,7 @@ class BlockwiseObjective:
             surrogate = torch.zeros((), device=self.device)
             for layer in self.style_layers:
                 flat = _flat(self._inner(features, block, layer))
-                partial = flat @ flat.T / (flat.shape[0] * self.positions(layer))
+                partial = gram_matrix(flat, 1.0 / (flat.shape[0] * self.positions(layer)))
                 surrogate = surrogate + (upstream[layer] * partial).sum()
             terms = self._local_terms(crop, block)
             if self.content_layers:

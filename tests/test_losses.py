@@ -1,6 +1,6 @@
 import torch
 
-from nstvideo.losses import (ContentLoss, StyleLoss, content_loss, energy, gram, style_loss,
+from nstvideo.losses import (ContentLoss, StyleLoss, content_loss, energy, gram, gram_matrix, style_loss,
                              temporal_loss, tv_loss)
 
 
@@ -8,6 +8,19 @@ def test_gram_formula():
     f = torch.randn(1, 4, 3, 5)
     flat = f.reshape(4, 15)
     torch.testing.assert_close(gram(f)[0], flat @ flat.T / (4 * 3 * 5))
+
+
+def test_gram_backward_matches_autograd():
+    f = torch.randn(2, 6, 5, 7, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(2, 6, 6, dtype=torch.float64)
+    (gram(f) * upstream).sum().backward()
+    ours = f.grad.clone()
+    f.grad = None
+    flat = f.reshape(2, 6, 35)
+    ((flat @ flat.transpose(1, 2) / (6 * 35)) * upstream).sum().backward()
+    torch.testing.assert_close(ours, f.grad)
+    flat64 = torch.randn(1, 4, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: gram_matrix(x, 0.1), (flat64,))
 
 
 def test_gram_statistics_add_up_over_blocks():

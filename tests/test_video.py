@@ -173,23 +173,23 @@ def test_frames_through_blocks_match_whole_frames(clip_factory, style_path, tmp_
     """Frames too big for the device go block by block (here forced by --tile-size) with the
     exact global loss, temporal term included: same frames out, same losses.
 
-    The first frame's losses agree to 1e-3. Later frames are compared loosely: 4 iterations into
-    each frame on a random network, float-rounding differences grow under L-BFGS as much as they
-    do between two untiled runs with different thread counts (measured: 205 vs 215, 148 vs 189);
+    The first frame's losses agree to 1e-3; later frames within 10%. Adam, because 4 L-BFGS
+    iterations into a frame on a random network amplify float-rounding differences as much as two
+    untiled runs with different thread counts differ (measured: 205 vs 215, 148 vs 189);
     tests/test_tiling.py checks that the gradients agree to 1e-4."""
     clip = clip_factory(count=3)
     runs = {}
     for name, extra in (("whole", []), ("tiled", ["--tile-size", "40"])):
         output, report = tmp_path / f"{name}.mp4", tmp_path / f"{name}.json"
-        assert stylize(clip, output, *extra, "--precision", "fp32", "--report", str(report),
-                       style=style_path) == 0
+        assert stylize(clip, output, *extra, "--precision", "fp32", "--optimizer", "adam",
+                       "--report", str(report), style=style_path) == 0
         runs[name] = json.loads(report.read_text())["frames_this_run"]
         assert len(decoded(output)) == 3
     assert stylize(clip, tmp_path / "x.mp4", "--tile-size", "40", "--dry-run", style=style_path) == 0
     assert "3x4 blocks" in capsys.readouterr().out
     for whole, tiled in zip(runs["whole"], runs["tiled"]):
         assert set(whole["losses"]) == set(tiled["losses"])
-        assert tiled["losses"]["total"] == pytest.approx(whole["losses"]["total"], rel=0.35)
+        assert tiled["losses"]["total"] == pytest.approx(whole["losses"]["total"], rel=0.1)
     assert runs["tiled"][0]["losses"]["total"] == pytest.approx(runs["whole"][0]["losses"]["total"], rel=1e-3)
 
 
