@@ -21,7 +21,7 @@ from . import __version__
 from .config import SECTIONS, StylizeConfig
 from .errors import InputError, NstError, UsageError
 
-EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130  # internal errors: Python's own exit 1
 
 
 class Parser(argparse.ArgumentParser):

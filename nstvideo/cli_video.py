@@ -22,7 +22,6 @@ from .errors import UsageError
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
-MEMORY_FRACTION = 0.8  # of the free device memory (or half the RAM on a CPU) a frame may use
 
 
 def is_video_input(path: str) -> bool:

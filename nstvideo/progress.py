@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -64,14 +63,6 @@ class SaveEvery:
     def __call__(self, event: Progress) -> None:
         if self.every > 0 and event.iteration % self.every == 0:
             self.write(event)
-
-
-class Timer:
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
 
 
 def write_report(path: str, report: dict, write_bytes: Callable[[Path, bytes], None]) -> None:
