@@ -12,7 +12,6 @@ start-up and model loading do not count; runs alternate between the tools to spr
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

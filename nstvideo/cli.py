@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-import json
 import os
 import platform
 import sys
@@ -19,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 from . import __version__
 from .config import SECTIONS, StylizeConfig
-from .errors import InputError, NstError, UsageError
+from .errors import NstError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130  # internal errors: Python's own exit 1
 
@@ -74,18 +73,23 @@ def _check_choice(value: str, choices: Sequence[str], flag: str) -> None:
     raise UsageError(f"{flag} {value!r} is not one of {', '.join(choices)}{hint}")
 
 
+def section_values(args: argparse.Namespace, section: type) -> dict[str, Any]:
+    """The fields of one config section that were given on the command line, choices checked."""
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(section):
+        key = f"{section.__name__}.{field.name}"
+        if hasattr(args, key):
+            value = getattr(args, key)
+            choices = field.metadata.get("choices")
+            if choices:
+                _check_choice(value, choices, "--" + field.name.replace("_", "-"))
+            values[field.name] = tuple(value) if isinstance(value, list) else value
+    return values
+
+
 def config_from_args(args: argparse.Namespace, base: StylizeConfig = StylizeConfig()) -> StylizeConfig:
-    changes: dict[str, dict[str, Any]] = {}
-    for name, section in SECTIONS.items():
-        for field in dataclasses.fields(section):
-            key = f"{section.__name__}.{field.name}"
-            if hasattr(args, key):
-                value = getattr(args, key)
-                choices = field.metadata.get("choices")
-                if choices:
-                    _check_choice(value, choices, "--" + field.name.replace("_", "-"))
-                changes.setdefault(name, {})[field.name] = value
-    config = base.replace(**changes)
+    changes = {name: section_values(args, section) for name, section in SECTIONS.items()}
+    config = base.replace(**{name: values for name, values in changes.items() if values})
     validate(config)
     return config
 
@@ -163,9 +167,20 @@ def warn_if_random(source, quiet: bool) -> None:
               "without semantic content. Use real VGG weights for art.", file=sys.stderr)
 
 
-def default_output(input_path: str, styles: Sequence[str]) -> Path:
+def default_output(input_path: str, styles: Sequence[str], suffix: str = ".png") -> Path:
+    """INPUT_STYLE.png (or another suffix) in the current folder: never the input itself."""
     names = "_".join(Path(s).stem for s in styles)
-    return Path.cwd() / f"{Path(input_path).stem}_{names}.png"
+    return Path.cwd() / f"{Path(input_path).stem}_{names}{suffix}"
+
+
+def refuse_overwriting(output: Path, inputs: Sequence[str]) -> None:
+    """An output may be neither a folder nor any of the inputs (by path or by inode)."""
+    if output.is_dir():
+        raise UsageError(f"output {output} is a folder; give a file name such as {output}/out{output.suffix or '.png'}")
+    for item in inputs:
+        same_path = Path(item).resolve() == output.resolve()
+        if same_path or output.exists() and Path(item).exists() and os.path.samefile(item, output):
+            raise UsageError(f"output {output} is one of the inputs; choose another -o path")
 
 
 def check_output(output: Path, inputs: Sequence[str], image: bool = True) -> None:
@@ -173,12 +188,7 @@ def check_output(output: Path, inputs: Sequence[str], image: bool = True) -> Non
 
     if image:
         output_format(output)
-    for item in inputs:
-        same_path = Path(item).resolve() == output.resolve()
-        if same_path or output.exists() and Path(item).exists() and os.path.samefile(item, output):
-            raise UsageError(f"output {output} is one of the inputs; choose another -o path")
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; give a file name such as {output}/out.png")
+    refuse_overwriting(output, inputs)
 
 
 def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool) -> int:
@@ -195,12 +205,12 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     if config.schedule.init not in ("content", "noise", "blend"):
         inputs.append(config.schedule.init)
     check_output(output, inputs)
-    for extra in (config.record.progress_video, config.record.plot):
-        if extra:
-            check_output(Path(extra), inputs, image=Path(extra) != Path(config.record.progress_video or ""))
+    if config.record.progress_video:
+        check_output(Path(config.record.progress_video), inputs, image=False)
+    if config.record.plot:
+        check_output(Path(config.record.plot), inputs)
     if config.output.bit_depth:
-        images.encode(images.np.zeros((1, 1, 3), images.np.float32), images.output_format(output),
-                      config.output.bit_depth)
+        images.check_bit_depth(images.output_format(output), config.output.bit_depth)
     if texture and config.schedule.init != "noise":
         config = config.replace(schedule={"init": "noise"}, loss={"content_weight": 0.0})
 
@@ -290,25 +300,15 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
 
 def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
-    from .features import canonical_layers, layer_table
-    from .schedule import estimate_memory_mib
-
-    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, config.model.model)
-    table = layer_table(config.model.model)
-    value_bytes = 2 if config.model.precision == "bf16" else 4
     print(f"plan: {len(steps)} scale(s) on {device}, {config.model.model} {config.model.precision}, "
           f"{config.optim.optimizer}; output {output}")
     for step in steps:
-        side = step.tile_size
-        memory = estimate_memory_mib(table, layers, side or step.height, side or step.width, value_bytes)
         canvas_mib = 3 * step.height * step.width * 4 * (2 + 2 * (step.lbfgs_history or 0)) / (1 << 20)
-        layout = (f"{step.grid[0]}x{step.grid[1]} blocks of <= {side}px (exact global loss)" if side
-                  else "whole")
         where = "host" if step.canvas_on_host else str(device)
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
-              f"{layout}, ~{memory:.0f} MiB activations per pass, canvas+optimizer ~{canvas_mib:.0f} "
-              f"MiB on {where}" + (f", L-BFGS history {step.lbfgs_history}"
-                                   if config.optim.optimizer == "lbfgs" else ""))
+              f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas+optimizer "
+              f"~{canvas_mib:.0f} MiB on {where}" + (f", L-BFGS history {step.lbfgs_history}"
+                                                    if config.optim.optimizer == "lbfgs" else ""))
     print(f"  total: {sum(s.iterations for s in steps)} iterations")
 
 

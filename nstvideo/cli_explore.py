@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import EXIT_OK, _field_type, add_section_options, validate
+from .cli import EXIT_OK, _field_type, add_section_options, section_values, validate
 from .config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
 from .errors import UsageError
 
@@ -50,13 +50,7 @@ def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
 
 
 def section_from_args(args: argparse.Namespace, section: type):
-    values = {}
-    for item in dataclasses.fields(section):
-        key = f"{section.__name__}.{item.name}"
-        if hasattr(args, key):
-            value = getattr(args, key)
-            values[item.name] = tuple(value) if isinstance(value, list) else value
-    return section(**values)
+    return section(**section_values(args, section))
 
 
 def _find_field(name: str) -> tuple[str, dataclasses.Field]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,20 +32,12 @@ def is_video_input(path: str) -> bool:
     return Path(path).is_file() and not cv2.haveImageReader(str(path))
 
 
-def default_video_output(input_path: str, styles: Sequence[str]) -> Path:
-    names = "_".join(Path(s).stem for s in styles)
-    return Path.cwd() / f"{Path(input_path).stem}_{names}.mp4"
-
-
 def check_video_output(output: Path, inputs: Sequence[str]) -> None:
+    from .cli import refuse_overwriting
+
     if output.suffix.lower() not in VIDEO_OUTPUTS:
         raise UsageError(f"cannot write video {output.name}: use one of {', '.join(VIDEO_OUTPUTS)}")
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; give a file name such as {output}/out.mp4")
-    for item in inputs:
-        if Path(item).resolve() == output.resolve() or (
-                output.exists() and Path(item).exists() and os.path.samefile(item, output)):
-            raise UsageError(f"output {output} is one of the inputs; choose another -o path")
+    refuse_overwriting(output, inputs)
 
 
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
@@ -81,13 +72,15 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                             processing_size, read_selection, select_range, stylize_frames,
                             style_targets)
 
-    output = Path(args.output) if args.output else default_video_output(args.input, args.style)
-    check_video_output(output, [args.input] + list(args.style))
-    from .cli import check_output
+    from .cli import check_output, default_output
 
-    for extra, is_image in ((config.record.progress_video, False), (config.record.plot, True)):
-        if extra:
-            check_output(Path(extra), [args.input] + list(args.style), image=is_image)
+    output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")
+    inputs = [args.input] + list(args.style)
+    check_video_output(output, inputs)
+    if config.record.progress_video:
+        check_output(Path(config.record.progress_video), inputs, image=False)
+    if config.record.plot:
+        check_output(Path(config.record.plot), inputs)
     if config.schedule.init not in ("content", "noise", "blend"):
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     if config.schedule.preserve_colors:
@@ -112,8 +105,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     mode = config.video.temporal
 
     if config.output.dry_run:
-        layout = (f"{step.grid[0]}x{step.grid[1]} blocks of <= {step.tile_size}px (exact global loss)"
-                  if step.tile_size else "whole frames")
+        layout = step.layout if step.tile_size else "whole frames"
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
               f"{info.fps} fps, {width}x{height} on {device}, {layout}; "
               f"--temporal {mode}; {first_iterations(config)} iterations for the first frame, "

@@ -104,11 +104,15 @@ def default_bit_depth(path: str | os.PathLike) -> int:
     return 16 if output_format(path) == ".tiff" else 8
 
 
-def encode(image: np.ndarray, fmt: str, bit_depth: int) -> bytes:
+def check_bit_depth(fmt: str, bit_depth: int) -> None:
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     if bit_depth == 16 and fmt not in SIXTEEN_BIT:
         raise UsageError(f"16-bit output needs PNG or TIFF, not {fmt}")
+
+
+def encode(image: np.ndarray, fmt: str, bit_depth: int) -> bytes:
+    check_bit_depth(fmt, bit_depth)
     scale, dtype = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
     pixels = np.clip(np.rint(image * scale), 0, scale).astype(dtype)
     bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)

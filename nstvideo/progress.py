@@ -94,8 +94,7 @@ class FrameBar:
                                  **format_losses(event.losses), refresh=True)
 
     def frame_done(self, iterations: int, losses: dict[str, float]) -> None:
-        self.bar.set_postfix(it=iterations, **{k: f"{v:.4g}" for k, v in losses.items()
-                                               if k in SHOWN_TERMS}, refresh=False)
+        self.bar.set_postfix(it=iterations, **format_losses(losses), refresh=False)
         self.bar.update(1)
 
     def close(self) -> None:

@@ -32,6 +32,13 @@ class ScaleStep:
         return self.grid[0] * self.grid[1]
     canvas_on_host: bool = False
     lbfgs_history: Optional[int] = None  # None: as configured
+    activation_mib: float = 0.0  # estimated activations of one pass (one block when tiled)
+
+    @property
+    def layout(self) -> str:
+        if not self.tile_size:
+            return "whole"
+        return f"{self.grid[0]}x{self.grid[1]} blocks of <= {self.tile_size}px (exact global loss)"
 
     @property
     def long_side(self) -> int:

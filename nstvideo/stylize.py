@@ -105,7 +105,10 @@ def network_stride(config: StylizeConfig) -> int:
 
 def plan(config: StylizeConfig, height: int, width: int,
          device: Optional[torch.device] = None) -> list[ScaleStep]:
-    """The scales, each with its block size, canvas placement and L-BFGS history."""
+    """The scales, each with its block size, canvas placement and L-BFGS history.
+
+    ``config.model.precision`` must already be resolved (not ``auto``): it sets the memory model.
+    """
     s = config.schedule
     arch = config.model.model
     layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, arch)
@@ -117,7 +120,6 @@ def plan(config: StylizeConfig, height: int, width: int,
         raise UsageError(f"output {final.width}x{final.height} is too small: the deepest layer "
                          f"needs at least {stride} px on each side; raise --size")
     device = device or resolve_device(config.model.device)
-    config = config.replace(model={"precision": resolve_precision(config.model.precision, device)})
     margin = margin_for(arch, layers)
     smallest = min_tile_size(margin, stride)
     if s.tile_size is not None and s.tile_size < smallest:
@@ -151,7 +153,7 @@ def plan(config: StylizeConfig, height: int, width: int,
         history_budget = HOST_HISTORY_FRACTION * room - CANVAS_COPIES * canvas_bytes
         history = lbfgs_history_for(canvas_bytes, history_budget, config.optim.lbfgs_history)
         planned.append(replace(step, tile_size=tile, grid=grid, canvas_on_host=on_host,
-                               lbfgs_history=history))
+                               lbfgs_history=history, activation_mib=block_bytes / (1 << 20)))
     return planned
 
 

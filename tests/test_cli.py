@@ -1,8 +1,6 @@
 import json
 
 import cv2
-import numpy as np
-import pytest
 
 from nstvideo.cli import main
 
