@@ -67,6 +67,37 @@ def test_weights_file_loads_through_the_real_path(weights_file):
     torch.testing.assert_close(net(x)["relu5_1"], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_weights_are_cast_once_and_follow_weight_changes():
+    net = VGGFeatures("vgg19", ["relu2_1"])
+    x = torch.rand(1, 3, 32, 32)
+    reference = net(x)["relu2_1"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = net(x)["relu2_1"]
+        cast = net.body[0].__dict__["_cast"][1]
+        again = net(x)["relu2_1"]
+        assert net.body[0].__dict__["_cast"][1] is cast  # reused, not cast again
+    assert first.dtype == torch.bfloat16
+    assert relative_error(first, reference) < 0.02
+    torch.testing.assert_close(again, first)
+    with torch.no_grad():
+        net.body[0].weight.mul_(2)  # a changed weight must not be served from the old copy
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        changed = net(x)["relu2_1"]
+    assert relative_error(changed, net(x)["relu2_1"]) < 0.02
+    assert relative_error(changed, first) > 0.5
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def test_requested_conv_output_is_not_overwritten_by_its_relu():
+    net = VGGFeatures("vgg19", ["conv1_2", "relu1_2"])
+    out = net(torch.rand(1, 3, 16, 16))
+    assert (out["conv1_2"] < 0).any()
+    torch.testing.assert_close(out["relu1_2"], out["conv1_2"].clamp_min(0))
+
+
 def test_features_only_state_dict_also_loads(tmp_path):
     features = torchvision.models.vgg16().features.state_dict()
     path = tmp_path / "features.pth"

@@ -23,6 +23,19 @@ def test_gram_backward_matches_autograd():
     assert torch.autograd.gradcheck(lambda x: gram_matrix(x, 0.1), (flat64,))
 
 
+def test_gram_gradient_keeps_the_channels_last_layout():
+    """The gradient comes back in the features' own layout (mixed layouts are slow) and equal."""
+    base = torch.randn(1, 6, 5, 7, dtype=torch.float64)
+    upstream = torch.randn(1, 6, 6, dtype=torch.float64)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        f = base.clone().contiguous(memory_format=fmt).requires_grad_(True)
+        (gram(f) * upstream).sum().backward()
+        assert f.grad.is_contiguous(memory_format=fmt)
+        grads.append(f.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
 def test_gram_statistics_add_up_over_blocks():
     """Per-block F Fᵀ summed equals the whole image's: what exact tiling relies on."""
     f = torch.randn(1, 8, 6, 10)
