@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 
 from .config import OptimConfig
+from .lbfgs import LBFGS
 
 Evaluate = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
 
@@ -67,28 +68,12 @@ def autograd_evaluator(objective: Callable[[torch.Tensor], Mapping[str, torch.Te
     return evaluate
 
 
-def make_optimizer(canvas: torch.Tensor, config: OptimConfig) -> torch.optim.Optimizer:
+def make_optimizer(canvas: torch.Tensor, config: OptimConfig, iterations: int):
     if config.optimizer == "adam":
         return torch.optim.Adam([canvas], lr=config.step_size())
-    # One iteration per step() call, so progress, clamping and the tolerance stop happen between
-    # iterations; the L-BFGS state (history, direction) persists across calls.
-    return torch.optim.LBFGS([canvas], lr=config.step_size(), max_iter=1,
-                             history_size=config.lbfgs_history, tolerance_grad=-1,
-                             tolerance_change=-1, line_search_fn=None)
-
-
-def record_actual_step(optimizer: torch.optim.LBFGS, canvas: torch.Tensor,
-                       before: torch.Tensor) -> None:
-    """Tell L-BFGS the step it actually took after the canvas was clamped into [0, 1].
-
-    L-BFGS builds its next curvature pair from the step it proposed (``t·d``); clamping moves
-    the pixels by something else, its model of the loss stops matching, and it diverges (the
-    loss jumped 10x at iteration ~40 of a 64 px run). Uses torch's LBFGS state keys d and t.
-    """
-    state = optimizer.state[canvas]
-    if "d" in state:
-        state["d"] = (canvas.detach() - before).reshape(-1)
-        state["t"] = 1.0
+    # n iterations make at most n - 1 curvature pairs: no need to hold more
+    return LBFGS(canvas, lr=config.step_size(), history=max(1, min(config.lbfgs_history,
+                                                                    iterations - 1)))
 
 
 def converged(history: Sequence[torch.Tensor], every: int, tolerance: float) -> bool:
@@ -109,31 +94,19 @@ def optimize(canvas: torch.Tensor, evaluate: Evaluate, config: OptimConfig, *,
     """
     iterations = config.iterations if iterations is None else iterations
     canvas = canvas.detach().clone().clamp_(0, 1).requires_grad_(True)
-    optimizer = make_optimizer(canvas, config)
-    last_terms: dict[str, Mapping[str, torch.Tensor]] = {}
-
-    def closure() -> torch.Tensor:
-        terms = evaluate(canvas)
-        last_terms["terms"] = terms
-        return terms["total"]
-
+    optimizer = make_optimizer(canvas, config, iterations)
     totals: list[torch.Tensor] = []
     recorded: list[Mapping[str, torch.Tensor]] = []
     start = time.perf_counter()
     stopped_early = False
-    lbfgs = isinstance(optimizer, torch.optim.LBFGS)
     for iteration in range(1, iterations + 1):
-        before = canvas.detach().clone() if lbfgs else None
-        if lbfgs:
-            optimizer.step(closure)
+        terms = evaluate(canvas)
+        if isinstance(optimizer, LBFGS):
+            optimizer.step(canvas.grad)  # its next curvature pair uses the clamped step below
         else:
-            closure()
             optimizer.step()
         with torch.no_grad():
             canvas.clamp_(0, 1)
-        if lbfgs:
-            record_actual_step(optimizer, canvas, before)
-        terms = last_terms["terms"]
         totals.append(terms["total"])
         recorded.append(terms)
         event = Progress(stage, iteration, iterations, terms, canvas.detach(),

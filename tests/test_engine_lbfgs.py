@@ -8,30 +8,30 @@ import torch
 from nstvideo import images
 from nstvideo.config import OptimConfig, StylizeConfig
 from nstvideo.engine import autograd_evaluator, optimize
+from nstvideo.lbfgs import LBFGS
 from nstvideo.stylize import build_network, stylize_image
 
 
 def test_lbfgs_memory_holds_the_clamped_step(monkeypatch):
     """A loss pulling pixels to 1.5: every step is clamped, and L-BFGS must know by how much."""
-    steps = []
-    original = torch.optim.LBFGS.step
+    remembered = []
+    original = LBFGS._store
 
-    def spy(self, closure):
-        canvas = self.param_groups[0]["params"][0]
-        state = self.state[canvas]
-        if "d" in state:  # the step recorded after the previous iteration's clamp
-            steps.append((state["d"] * state["t"]).clone())
-        steps.append(canvas.detach().clone())
-        return original(self, closure)
+    def spy(self, s, y):
+        remembered.append(s.clone())
+        return original(self, s, y)
 
-    monkeypatch.setattr(torch.optim.LBFGS, "step", spy)
+    monkeypatch.setattr(LBFGS, "_store", spy)
     target = torch.full((1, 3, 4, 4), 1.5)
     evaluate = autograd_evaluator(lambda x: {"total": ((x - target) ** 2).mean()})
     start = torch.linspace(0, 1, 48).reshape(1, 3, 4, 4)
-    optimize(start, evaluate, OptimConfig(iterations=3))
-    # steps: canvas0, [recorded step, canvas1], [recorded step, canvas2]
-    assert torch.allclose(steps[1].reshape(-1), (steps[2] - steps[0]).reshape(-1))
-    assert torch.allclose(steps[3].reshape(-1), (steps[4] - steps[2]).reshape(-1))
+    canvases = [start]
+    optimize(start, evaluate, OptimConfig(iterations=3),
+             callbacks=[lambda event: canvases.append(event.canvas.clone())])
+    assert len(remembered) == 2  # pairs from iterations 2 and 3
+    assert (canvases[1] == 1).any()  # the clamp did bite
+    for i, s in enumerate(remembered):
+        torch.testing.assert_close(s, (canvases[i + 1] - canvases[i]).reshape(-1))
 
 
 @pytest.mark.slow
