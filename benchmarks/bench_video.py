@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--weights", default="random")
     parser.add_argument("--modes", default="flow,prev,none")
+    parser.add_argument("--precision", default="auto", help="fp32, tf32, bf16 or auto")
+    parser.add_argument("--flow-ahead", default="auto", choices=("auto", "on", "off"),
+                        help="next frame's flow on a worker thread [auto: off the CPU only]")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch (1 is steadier on a shared machine)")
     args = parser.parse_args()
@@ -69,7 +72,10 @@ def main() -> None:
     first = args.first_iterations or (20 if quick else 200)
     device = runtime.resolve_device(args.device)
     # no tolerance stop: every frame runs its full iterations, so timings compare
-    config = StylizeConfig().replace(model={"weights": args.weights, "device": str(device)},
+    precision = runtime.resolve_precision(args.precision, device)
+    flow_ahead = {"auto": None, "on": True, "off": False}[args.flow_ahead]
+    config = StylizeConfig().replace(model={"weights": args.weights, "device": str(device),
+                                            "precision": precision},
                                      optim={"iterations": iterations, "tolerance": 0.0},
                                      video={"first_iterations": first}, output={"quiet": True})
     runtime.configure_precision(config.model.precision)
@@ -85,7 +91,7 @@ def main() -> None:
             mode_config = config.replace(video={"temporal": mode})
             seconds = []
             for item in stylize_frames(iter(frames), grams, mode_config, network=network,
-                                       total=len(frames)):
+                                       total=len(frames), flow_ahead=flow_ahead):
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds.append(item.seconds)
@@ -95,6 +101,7 @@ def main() -> None:
         print(json.dumps(row), file=sys.stderr)
     print(json.dumps({"device": runtime.describe_device(device), "torch": torch.__version__,
                       "python": platform.python_version(), "threads": torch.get_num_threads(),
+                      "precision": precision, "flow_ahead": args.flow_ahead,
                       "frames": frames_n, "first_iterations": first, "iterations": iterations,
                       "flow_preset": config.video.flow_preset, "results": results}, indent=2))
 

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -87,27 +88,88 @@ def first_iterations(config: StylizeConfig) -> int:
     return 2 * config.optim.iterations if chosen is None else chosen
 
 
+class FlowAhead:
+    """Optical flow between input frames, computed one frame ahead on a worker thread.
+
+    The flow needs only input frames, so the next frame's flow (and reliability mask) can be
+    computed while the device optimizes the current frame; OpenCV releases the GIL. One worker,
+    so the DIS object is never used by two threads at once.
+    """
+
+    def __init__(self, dis, threaded: bool):
+        self.dis = dis
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if threaded else None
+        self.pending: Optional[tuple[int, Future]] = None
+
+    def _timed(self, current: np.ndarray, previous: np.ndarray):
+        started = time.perf_counter()
+        backward, mask = flowlib.flow_and_mask(current, previous, self.dis)
+        return backward, mask, time.perf_counter() - started
+
+    def prefetch(self, index: int, current: np.ndarray, previous: np.ndarray) -> None:
+        if self.pool is not None:
+            self.pending = (index, self.pool.submit(self._timed, current, previous))
+
+    def get(self, index: int, current: np.ndarray, previous: np.ndarray):
+        """(backward flow, mask, seconds computing it) for frame ``index``."""
+        if self.pending is not None and self.pending[0] == index:
+            future, self.pending = self.pending[1], None
+            return future.result()
+        return self._timed(current, previous)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, Optional[Any]]]:
+    """(item, the next item or None), reading one item ahead."""
+    iterator = iter(items)
+    current = next(iterator, None)
+    while current is not None:
+        upcoming = next(iterator, None)
+        yield current, upcoming
+        current = upcoming
+
+
 def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, torch.Tensor],
                    config: StylizeConfig, *, network: VGGFeatures, total: int,
                    start_index: int = 0, previous: Optional[Carry] = None,
                    callbacks: Sequence[Callback] = (),
                    first_frame_callbacks: Sequence[Callback] = (),
-                   tile_size: Optional[int] = None) -> Iterator[FrameResult]:
+                   tile_size: Optional[int] = None,
+                   flow_ahead: Optional[bool] = None) -> Iterator[FrameResult]:
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``previous`` continue an interrupted run; ``first_frame_callbacks`` are
     engine callbacks attached to the first frame of the video only (index 0). With ``tile_size``
     every frame is optimized block by block with the exact global loss (frames too big for the
-    device).
+    device). ``flow_ahead`` computes the next frame's flow on a worker thread during the current
+    frame's optimization; by default only when the network is not on the CPU, whose cores the
+    optimization already uses. The frames are the same either way.
     """
+    device = next(network.parameters()).device
+    flows = None
+    if config.video.temporal == "flow":
+        threaded = device.type != "cpu" if flow_ahead is None else flow_ahead
+        flows = FlowAhead(flowlib.make_dis(config.video.flow_preset), threaded)
+    try:
+        yield from _frame_loop(frames, style_grams, config, network, total, start_index, previous,
+                               callbacks, first_frame_callbacks, tile_size, flows)
+    finally:
+        if flows is not None:
+            flows.close()
+
+
+def _frame_loop(frames, style_grams, config, network, total, index, previous, callbacks,
+                first_frame_callbacks, tile_size, flows: Optional[FlowAhead]):
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
     arch = config.model.model
     content_layers = canonical_layers(loss.content_layers, arch)
     style_layers = canonical_layers(loss.style_layers, arch)
-    dis = flowlib.make_dis(video.flow_preset) if video.temporal == "flow" else None
-    index = start_index
-    for frame in frames:
+    ahead = flows is not None and flows.pool is not None
+    for frame, upcoming in lookahead(frames) if ahead else ((f, None) for f in frames):
         started = time.perf_counter()
         height, width = frame.shape[-2:]
         terms = dict(content_layers=content_layers, style_layers=style_layers, styles=(),
@@ -128,16 +190,16 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
         elif video.temporal == "prev":
             start = previous.output
         else:
-            flow_started = time.perf_counter()
-            backward, mask = flowlib.flow_and_mask(current, previous.content, dis)
+            backward, mask, flow_seconds = flows.get(index, current, previous.content)
             warped = flowlib.warp(images.to_array(previous.output), backward)
-            flow_seconds = time.perf_counter() - flow_started
             reliable_fraction = float(mask.mean())
             warped_t = images.to_tensor(warped)
             mask_t = torch.from_numpy(mask)[None, None]
             start = mask_t * warped_t + (1 - mask_t) * fresh
             if video.temporal_weight > 0:
                 objective.set_temporal(warped_t.to(device), mask_t.to(device), video.temporal_weight)
+        if flows is not None and upcoming is not None:
+            flows.prefetch(index + 1, images.to_array(upcoming), current)
         extra = first_frame_callbacks if index == 0 else ()
         result = optimize(start.to(device), evaluate, config.optim,
                           iterations=first_iterations(config) if index == 0 else config.optim.iterations,

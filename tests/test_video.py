@@ -252,3 +252,43 @@ def test_sigint_exits_130_and_the_same_command_resumes(clip_factory, style_path,
     finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert video.probe(output).frames == 30
+
+
+def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
+    """The next frame's flow is computed on a worker thread while the current frame optimizes
+    (the default off the CPU); the frames must not change by a bit."""
+    import threading
+
+    import torch
+    from conftest import moving_frames
+
+    from nstvideo import flow as flowlib
+    from nstvideo import images
+    from nstvideo.features import VGGFeatures
+
+    threads = []
+    original = flowlib.flow_and_mask
+
+    def spy(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flowlib, "flow_and_mask", spy)
+    layers = ("relu1_1", "relu2_1", "relu3_1")
+    network = VGGFeatures("vgg19", layers)
+    config = StylizeConfig().replace(
+        model={"weights": "random", "device": "cpu", "precision": "fp32"},
+        loss={"content_layers": ("relu3_1",), "style_layers": layers},
+        optim={"iterations": 3}, video={"first_iterations": 3})
+    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(4, 32, 40)]
+    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 40)
+    outputs = {}
+    for ahead in (False, True):
+        threads.clear()
+        results = list(video_job.stylize_frames(iter(frames), grams, config, network=network,
+                                                total=4, flow_ahead=ahead))
+        outputs[ahead] = torch.cat([r.image for r in results])
+        assert len(results) == 4 and all(r.flow_seconds > 0 for r in results[1:])
+        on_worker = [name.startswith("flow") for name in threads]
+        assert on_worker == ([False] * 3 if not ahead else [True] * 3)
+    assert torch.equal(outputs[False], outputs[True])
