@@ -27,18 +27,23 @@ class _Gram(torch.autograd.Function):
 
     Autograd's own backward of F @ Fᵀ runs two matmuls (one per operand); the Gram matrices are
     about a tenth of an iteration's arithmetic, so this saves ~5% of every iteration.
+
+    Features in bf16 are multiplied in bf16 (fp32 accumulation, 2.5x the fp32 speed on CPUs
+    with bf16 instructions) and the Gram is returned in fp32 for the loss; its gradient goes back
+    in bf16, the precision the network's backward pass runs in anyway.
     """
 
     @staticmethod
     def forward(ctx, flat: torch.Tensor, scale: float) -> torch.Tensor:
         ctx.save_for_backward(flat)
         ctx.scale = scale
-        return torch.matmul(flat, flat.transpose(-1, -2)) * scale
+        product = torch.matmul(flat, flat.transpose(-1, -2))
+        return (product.float() if product.dtype == torch.bfloat16 else product) * scale
 
     @staticmethod
     def backward(ctx, upstream: torch.Tensor):
         (flat,) = ctx.saved_tensors
-        symmetric = (upstream + upstream.transpose(-1, -2)) * ctx.scale
+        symmetric = ((upstream + upstream.transpose(-1, -2)) * ctx.scale).to(flat.dtype)
         if flat.stride(-2) == 1 and flat.stride(-1) != 1:
             # Features in channels_last give a column-major flat view. Build the gradient in
             # the same layout ((Fᵀ S)ᵀ = S F, as S is symmetric): a row-major gradient would
@@ -56,7 +61,9 @@ def gram_matrix(flat: torch.Tensor, scale: float) -> torch.Tensor:
 def gram(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C), normalised by C·H·W."""
     batch, channels, height, width = features.shape
-    flat = features.reshape(batch, channels, height * width).float()
+    flat = features.reshape(batch, channels, height * width)
+    if flat.dtype not in (torch.float32, torch.float64, torch.bfloat16):
+        flat = flat.float()
     return gram_matrix(flat, 1.0 / (channels * height * width))
 
 

@@ -36,6 +36,20 @@ def test_gram_gradient_keeps_the_channels_last_layout():
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_bf16_gram_is_fp32_and_close_with_a_bf16_gradient():
+    base = torch.rand(1, 16, 12, 10)
+    upstream = torch.randn(1, 16, 16)
+    f32 = base.clone().requires_grad_(True)
+    f16 = base.bfloat16().requires_grad_(True)
+    g32, g16 = gram(f32), gram(f16)
+    assert g16.dtype == torch.float32
+    torch.testing.assert_close(g16, gram(f16.detach().float()), rtol=1e-2, atol=1e-4)
+    (g32 * upstream).sum().backward()
+    (g16 * upstream).sum().backward()
+    assert f16.grad.dtype == torch.bfloat16
+    assert float((f16.grad.float() - f32.grad).norm() / f32.grad.norm()) < 1e-2
+
+
 def test_gram_statistics_add_up_over_blocks():
     """Per-block F Fᵀ summed equals the whole image's: what exact tiling relies on."""
     f = torch.randn(1, 8, 6, 10)
