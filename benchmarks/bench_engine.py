@@ -5,7 +5,8 @@
 
 Per-iteration time is the slope between two iteration counts, so set-up (targets, first-call
 allocations) does not count. Prints JSON: ms/iteration, iterations/s, megapixel-iterations/s,
-fraction of the device's peak FLOP/s (GPU), peak memory, and the final loss of each precision
+fraction of the device's peak FLOP/s (GPU) and of what a large matmul reaches in the same
+precision on the same device (any device, the CPU included), peak memory, and the final loss of each precision
 beside fp32's (the quality cost of bf16).
 """
 
@@ -20,7 +21,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import device_peak_tflops, emit, environment, iteration_gflop  # noqa: E402
+from benchmarks.common import (device_peak_tflops, emit, environment, iteration_gflop,
+                               measured_gemm_tflops)  # noqa: E402
 from nstvideo.config import OptimConfig  # noqa: E402
 from nstvideo.engine import autograd_evaluator, optimize  # noqa: E402
 from nstvideo.blockwise import BlockwiseObjective  # noqa: E402
@@ -75,12 +77,14 @@ def measure(network, device, shape: tuple[int, int], optimizer: str, precision: 
     ms = 1000 * (timings[long] - timings[short]) / (long - short)
     gflop = iteration_gflop("vgg19", "relu5_1", height, width)  # useful work: the untiled pass
     peak = device_peak_tflops(device, precision)
+    gemm = measured_gemm_tflops(device, precision)
     return {"size": f"{width}x{height}", "tile": tile, "blocks": blocks, "optimizer": optimizer,
             "precision": precision,
             "ms_per_iteration": round(ms, 2), "iterations_per_s": round(1000 / ms, 2),
             "megapixel_iterations_per_s": round(height * width / 1e6 * 1000 / ms, 3),
             "gflop_per_iteration": round(gflop, 1), "achieved_tflops": round(gflop / ms, 3),
             "fraction_of_peak": round(gflop / ms / peak, 4) if peak else None,
+            "gemm_tflops": round(gemm, 3), "fraction_of_gemm": round(gflop / ms / gemm, 3),
             "final_loss": final, "iterations": long, "memory": peak_memory(device)}
 
 

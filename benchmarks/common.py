@@ -38,6 +38,26 @@ def device_peak_tflops(device: torch.device, precision: str):
     return None
 
 
+def measured_gemm_tflops(device: torch.device, precision: str, n: int = 2048) -> float:
+    """What a large square matmul reaches here in this precision: the practical ceiling, for
+    devices whose peak we have no table for (CPUs). TF32 follows configure_precision."""
+    import time
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(6):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e12
+
+
 def environment(device: torch.device) -> dict:
     info = {"python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "device": str(device)}
