@@ -27,8 +27,10 @@ SHRINK = 0.75  # an out-of-memory block is retried at this fraction of its size
 
 
 def _flat(features: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) -> (C, h·w), in the features' dtype: ``gram_matrix`` multiplies bf16 in bf16
+    and returns fp32, as the untiled path does."""
     channels = features.shape[1]
-    return features.float().reshape(channels, -1)
+    return features.reshape(channels, -1)
 
 
 @torch.no_grad()
@@ -46,8 +48,8 @@ def grams_by_blocks(network: VGGFeatures, image: torch.Tensor, layers: Sequence[
             features = network(crop)
         for layer in layers:
             rows, cols = block.feature_slices(strides[layer])
-            flat = _flat(features[layer][..., rows, cols])
-            sums[layer] = sums[layer] + flat @ flat.T if layer in sums else flat @ flat.T
+            product = gram_matrix(_flat(features[layer][..., rows, cols]), 1.0)
+            sums[layer] = sums[layer] + product if layer in sums else product
         if on_block is not None:
             on_block(index + 1)
     return {layer: (total / (total.shape[0] * (height // strides[layer]) * (width // strides[layer]))).unsqueeze(0)
