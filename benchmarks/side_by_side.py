@@ -12,6 +12,7 @@ start-up and model loading do not count; runs alternate between the tools to spr
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,11 +90,17 @@ def main() -> None:
                 times["nstvideo"][n].append(timed(ours(n), REPO))
     per_iteration = {tool: (min(t[args.long]) - min(t[args.short])) / (args.long - args.short)
                      for tool, t in times.items()}
+    # the same slope per repeat (short and long runs back to back): its median resists one noisy run
+    median = {tool: statistics.median((b - a) / (args.long - args.short)
+                                      for a, b in zip(t[args.short], t[args.long]))
+              for tool, t in times.items()}
     emit({"benchmark": "side_by_side", "size": args.size, "optimizer": args.optimizer,
           "device": args.device, "nstvideo_precision": args.precision,
           "iterations": [args.short, args.long],
           "seconds_per_iteration": {k: round(v, 4) for k, v in per_iteration.items()},
           "ratio_nstvideo_to_nspt": round(per_iteration["nstvideo"] / per_iteration["neural-style-pt"], 3),
+          "median_seconds_per_iteration": {k: round(v, 4) for k, v in median.items()},
+          "median_ratio": round(median["nstvideo"] / median["neural-style-pt"], 3),
           "raw_seconds": times})
 
 
