@@ -41,8 +41,11 @@ def to_network_layout(image: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def extract(network: VGGFeatures, image: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
-    with precision_context(precision, image.device):
-        return {name: f.float() for name, f in network(to_network_layout(image)).items()}
+    """Features of a target image (content or style), wherever the image was: on the network's
+    device, in fp32."""
+    device = next(network.parameters()).device
+    with precision_context(precision, device):
+        return {name: f.float() for name, f in network(to_network_layout(image.to(device))).items()}
 
 
 @torch.no_grad()

@@ -209,8 +209,6 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
                      style_weight=loss.style_weight, tv_weight=loss.tv_weight,
                      precision=config.model.precision)
         canvas_device = torch.device("cpu") if step.canvas_on_host else device
-        if not step.tile_size:
-            scaled_styles = [s.to(device) for s in scaled_styles]
         if step.tile_size:
             objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
                                            height=step.height, width=step.width,

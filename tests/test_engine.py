@@ -86,3 +86,16 @@ def test_auto_precision_is_concrete_per_device():
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
     assert resolve_precision("auto", torch.device("cuda")) == "tf32"
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_targets_follow_the_network_to_its_device():
+    """Content and style images may sit on the host while the network is on a GPU: the targets
+    are computed on the network's device (checked here with the meta device, CPU-only)."""
+    from nstvideo.features import VGGFeatures
+    from nstvideo.objective import StyleObjective
+
+    network = VGGFeatures("vgg19", ["relu1_1", "relu2_1"]).to("meta")
+    objective = StyleObjective(network, content_layers=["relu2_1"], style_layers=["relu1_1"],
+                               content=torch.rand(1, 3, 16, 16), styles=[torch.rand(1, 3, 16, 16)])
+    assert objective.style_losses["relu1_1"].target.device.type == "meta"
+    assert objective.content_losses["relu2_1"].target.device.type == "meta"
