@@ -7,7 +7,7 @@ with the resume state left in the work folder and no output file).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import itertools
 import json
 import sys
 import time
@@ -47,17 +47,6 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     long_side = max(height, width)
     single = config.replace(schedule={"size": long_side, "min_scale": long_side})
     return plan(single, height, width, device)[-1]
-
-
-def first_frame(path: str, first: int, height: int, width: int):
-    """The first selected frame at processing size (for the progress video's panel)."""
-    from .video_job import read_selection
-
-    frames = read_selection(path, first, 1, height, width)
-    try:
-        return next(frames)[1]
-    finally:
-        frames.close()
 
 
 def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
@@ -131,30 +120,34 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         grams = style_targets(network, styles, config, max(height, width))
         bar = FrameBar(count, done, disable=quiet)
         source = read_selection(args.input, first, count, height, width, skip=done)
-        stack = contextlib.ExitStack()
         try:
             previous = None
             if done:
                 _, frame = next(source)
                 previous = Carry(images.to_array(frame), work.load_frame(done - 1))
             frames = (frame for _, frame in source)
-            recorders = stack.enter_context(job_recorders(
-                config.record, (height, width), styles=styles,
-                content=first_frame(args.input, first, height, width) if config.record.progress_video and not done else None))
-            for item in stylize_frames(frames, grams, config, network=network, total=count,
-                                       start_index=done, previous=previous, callbacks=[bar],
-                                       first_frame_callbacks=recorders, tile_size=step.tile_size):
-                work.save_frame(item.index, item.image)
-                losses = item.result.final_losses()
-                bar.frame_done(item.result.iterations_run, losses)
-                histories.append((f"frame {item.index + 1}", item.result.history))
-                per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
-                                  "flow_seconds": round(item.flow_seconds, 4),
-                                  "iterations": item.result.iterations_run,
-                                  "reliable_fraction": item.reliable_fraction, "losses": losses})
+            panel = None
+            if config.record.progress_video and not done:
+                panel = next(frames)  # the first frame, also the progress video's content panel
+                frames = itertools.chain([panel], frames)
+            # a with block: on Ctrl-C or an error the progress video is dropped, not finished
+            with job_recorders(config.record, (height, width), styles=styles,
+                               content=panel) as recorders:
+                for item in stylize_frames(frames, grams, config, network=network, total=count,
+                                           start_index=done, previous=previous, callbacks=[bar],
+                                           first_frame_callbacks=recorders,
+                                           tile_size=step.tile_size):
+                    work.save_frame(item.index, item.image)
+                    losses = item.result.final_losses()
+                    bar.frame_done(item.result.iterations_run, losses)
+                    histories.append((f"frame {item.index + 1}", item.result.history))
+                    per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
+                                      "flow_seconds": round(item.flow_seconds, 4),
+                                      "iterations": item.result.iterations_run,
+                                      "reliable_fraction": item.reliable_fraction,
+                                      "losses": losses})
         except KeyboardInterrupt:
             bar.close()
-            source.close()
             finished = json.loads(work.state_path.read_text())["frames_done"]
             print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
                   f"{work.path}; run the same command again to resume", file=sys.stderr)
@@ -162,7 +155,6 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         finally:
             bar.close()
             source.close()
-            stack.close()
     try:
         encode(work, count, output, info, args.input, first, height, width)
     except KeyboardInterrupt:

@@ -292,3 +292,19 @@ def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
         on_worker = [name.startswith("flow") for name in threads]
         assert on_worker == ([False] * 3 if not ahead else [True] * 3)
     assert torch.equal(outputs[False], outputs[True])
+
+
+def test_interrupted_first_frame_leaves_no_progress_video(clip_factory, style_path, tmp_path,
+                                                          monkeypatch):
+    """Ctrl-C during the recorded first frame: the progress video is dropped, not finished."""
+    clip = clip_factory(count=2)
+    progress = tmp_path / "progress.mp4"
+
+    def interrupt(self, index, image):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", interrupt)
+    assert stylize(clip, tmp_path / "out.mp4", "--progress-video", str(progress),
+                   style=style_path) == 130
+    assert not progress.exists()
+    assert [p.name for p in tmp_path.iterdir() if "progress" in p.name] == []
