@@ -106,6 +106,10 @@ class VGGFeatures(nn.Module):
                 pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
                 modules.append(pool(kernel_size=2, stride=2))
         self.body = nn.Sequential(*modules)
+        # ReLUs that may overwrite their convolution's output: all but those after a requested
+        # convolution (a convolution's backward does not need its output: a pass over memory less)
+        self.inplace_relus = frozenset(after.name for before, after in zip(self.table, self.table[1:])
+                                       if after.kind == "relu" and before.name not in self.layers)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         if state_dict is None:
@@ -162,16 +166,12 @@ class VGGFeatures(nn.Module):
         x = (image - self.mean) / self.std
         dtype = compute_dtype(x)
         out: dict[str, torch.Tensor] = {}
-        requested_conv = False
         for info, module in zip(self.table, self.body):
             if isinstance(module, nn.Conv2d):
                 weight, bias = cast_parameters(module, dtype)
                 x = F.conv2d(x.to(dtype), weight, bias, padding=1)
-                requested_conv = info.name in self.layers
             elif isinstance(module, nn.ReLU):
-                # in place unless the convolution's own output was asked for: a convolution's
-                # backward does not need its output, so this saves a pass over memory
-                x = F.relu(x, inplace=not requested_conv)
+                x = F.relu(x, inplace=info.name in self.inplace_relus)
             else:
                 x = module(x)
             if info.name in self.layers:
@@ -182,7 +182,7 @@ class VGGFeatures(nn.Module):
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype convolutions run in: autocast's when it is on for this device, else x's."""
     device = x.device.type
-    if torch.is_autocast_enabled(device):
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         return torch.get_autocast_dtype(device)
     return x.dtype
 

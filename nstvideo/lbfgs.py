@@ -100,11 +100,13 @@ class LBFGS:
         self.gamma = torch.where(keep, ys / yy, self.gamma)
         return slot
 
+    def _oldest_slot(self) -> int:
+        return self.count % self.history if self.count > self.history else 0
+
     def _age_order(self) -> list[int]:
         """Slots from the oldest pair to the newest."""
-        k = min(self.count, self.history)
-        first = self.count % self.history if self.count > self.history else 0
-        return [(first + i) % self.history for i in range(k)]
+        first = self._oldest_slot()
+        return [(first + i) % self.history for i in range(min(self.count, self.history))]
 
     def _two_loop(self, g: torch.Tensor) -> torch.Tensor:
         order = self._age_order()
@@ -134,8 +136,7 @@ class LBFGS:
         self.yy[slot, :k] = products[:, 1, 0]
 
         # age order as device arithmetic: copying a host list to the GPU could wait on it
-        first = self._age_order()[0]
-        order = (torch.arange(k, device=g.device) + first) % self.history
+        order = (torch.arange(k, device=g.device) + self._oldest_slot()) % self.history
         a, b = products[order, 0, 1], products[order, 1, 1]  # Sᵀg, Yᵀg
         kept = self.rho[order] > 0
         sy = self.sy[order][:, order]

@@ -62,8 +62,6 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C), normalised by C·H·W."""
     batch, channels, height, width = features.shape
     flat = features.reshape(batch, channels, height * width)
-    if flat.dtype not in (torch.float32, torch.float64, torch.bfloat16):
-        flat = flat.float()
     return gram_matrix(flat, 1.0 / (channels * height * width))
 
 

@@ -149,67 +149,64 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     optimization already uses. The frames are the same either way.
     """
     device = next(network.parameters()).device
+    loss, sched, video = config.loss, config.schedule, config.video
+    arch = config.model.model
+    terms = dict(content_layers=canonical_layers(loss.content_layers, arch),
+                 style_layers=canonical_layers(loss.style_layers, arch), styles=(),
+                 style_grams=style_grams, layer_weights=loss.layer_weights,
+                 content_weight=loss.content_weight, style_weight=loss.style_weight,
+                 tv_weight=loss.tv_weight, precision=config.model.precision)
     flows = None
-    if config.video.temporal == "flow":
+    if video.temporal == "flow":
         threaded = device.type != "cpu" if flow_ahead is None else flow_ahead
-        flows = FlowAhead(flowlib.make_dis(config.video.flow_preset), threaded)
+        flows = FlowAhead(flowlib.make_dis(video.flow_preset), threaded)
+    # each frame with its array (what the flow reads); read one frame ahead for the flow thread
+    items = ((frame, images.to_array(frame)) for frame in frames)
+    ahead = flows is not None and flows.pool is not None
+    index = start_index
     try:
-        yield from _frame_loop(frames, style_grams, config, network, total, start_index, previous,
-                               callbacks, first_frame_callbacks, tile_size, flows)
+        for (frame, current), upcoming in lookahead(items) if ahead else ((i, None) for i in items):
+            started = time.perf_counter()
+            height, width = frame.shape[-2:]
+            if tile_size:
+                objective = BlockwiseObjective(network, tile_size=tile_size, content=frame, **terms)
+                evaluate = objective.evaluate
+            else:
+                objective = StyleObjective(network, content=frame.to(device), **terms)
+                evaluate = autograd_evaluator(objective)
+            fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise,
+                                   sched.seed)
+            flow_seconds, reliable_fraction = 0.0, None
+            if previous is None or video.temporal == "none":
+                start = fresh
+            elif video.temporal == "prev":
+                start = previous.output
+            else:
+                backward, mask, flow_seconds = flows.get(index, current, previous.content)
+                warped = flowlib.warp(images.to_array(previous.output), backward)
+                reliable_fraction = float(mask.mean())
+                warped_t = images.to_tensor(warped)
+                mask_t = torch.from_numpy(mask)[None, None]
+                start = mask_t * warped_t + (1 - mask_t) * fresh
+                if video.temporal_weight > 0:
+                    objective.set_temporal(warped_t.to(device), mask_t.to(device),
+                                           video.temporal_weight)
+            if upcoming is not None:
+                flows.prefetch(index + 1, upcoming[1], current)
+            extra = first_frame_callbacks if index == 0 else ()
+            result = optimize(start.to(device), evaluate, config.optim,
+                              iterations=(first_iterations(config) if index == 0
+                                          else config.optim.iterations),
+                              callbacks=list(callbacks) + list(extra),
+                              stage=Stage(f"frame {index + 1}/{total}", index, total))
+            output = quantise(result.canvas)
+            yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
+                              reliable_fraction)
+            previous = Carry(current, output)
+            index += 1
     finally:
         if flows is not None:
             flows.close()
-
-
-def _frame_loop(frames, style_grams, config, network, total, index, previous, callbacks,
-                first_frame_callbacks, tile_size, flows: Optional[FlowAhead]):
-    device = next(network.parameters()).device
-    loss, sched, video = config.loss, config.schedule, config.video
-    arch = config.model.model
-    content_layers = canonical_layers(loss.content_layers, arch)
-    style_layers = canonical_layers(loss.style_layers, arch)
-    ahead = flows is not None and flows.pool is not None
-    for frame, upcoming in lookahead(frames) if ahead else ((f, None) for f in frames):
-        started = time.perf_counter()
-        height, width = frame.shape[-2:]
-        terms = dict(content_layers=content_layers, style_layers=style_layers, styles=(),
-                     style_grams=style_grams, layer_weights=loss.layer_weights,
-                     content_weight=loss.content_weight, style_weight=loss.style_weight,
-                     tv_weight=loss.tv_weight, precision=config.model.precision)
-        if tile_size:
-            objective = BlockwiseObjective(network, tile_size=tile_size, content=frame, **terms)
-            evaluate = objective.evaluate
-        else:
-            objective = StyleObjective(network, content=frame.to(device), **terms)
-            evaluate = autograd_evaluator(objective)
-        fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise, sched.seed)
-        flow_seconds, reliable_fraction = 0.0, None
-        current = images.to_array(frame)
-        if previous is None or video.temporal == "none":
-            start = fresh
-        elif video.temporal == "prev":
-            start = previous.output
-        else:
-            backward, mask, flow_seconds = flows.get(index, current, previous.content)
-            warped = flowlib.warp(images.to_array(previous.output), backward)
-            reliable_fraction = float(mask.mean())
-            warped_t = images.to_tensor(warped)
-            mask_t = torch.from_numpy(mask)[None, None]
-            start = mask_t * warped_t + (1 - mask_t) * fresh
-            if video.temporal_weight > 0:
-                objective.set_temporal(warped_t.to(device), mask_t.to(device), video.temporal_weight)
-        if flows is not None and upcoming is not None:
-            flows.prefetch(index + 1, images.to_array(upcoming), current)
-        extra = first_frame_callbacks if index == 0 else ()
-        result = optimize(start.to(device), evaluate, config.optim,
-                          iterations=first_iterations(config) if index == 0 else config.optim.iterations,
-                          callbacks=list(callbacks) + list(extra),
-                          stage=Stage(f"frame {index + 1}/{total}", index, total))
-        output = quantise(result.canvas)
-        yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
-                          reliable_fraction)
-        previous = Carry(current, output)
-        index += 1
 
 
 # --- the job (files) -----------------------------------------------------------------------------
