@@ -25,6 +25,7 @@ from .engine import Callback
 from .errors import InputError, UsageError
 from .features import VGGFeatures
 from .recorder import ProgressVideo
+from .resume import settings_fingerprint
 from .stylize import StylizeResult, build_network, plan, stylize_image
 
 Changes = dict[str, dict[str, Any]]
@@ -111,7 +112,8 @@ def caption_lines(changes: Changes, max_items: int = 3) -> list[str]:
 
 @dataclass
 class NetworkCache:
-    """One network per model setting, holding every layer any run of the job uses."""
+    """One network per model setting, holding every layer (content or style) any run of the
+    job uses."""
 
     layers: tuple[str, ...]
     device: Optional[torch.device] = None
@@ -120,8 +122,8 @@ class NetworkCache:
     def get(self, config: StylizeConfig):
         key = config.model
         if key not in self.networks:
-            wide = config.replace(loss={"content_layers": tuple(config.loss.content_layers),
-                                        "style_layers": self.layers, "layer_weights": None})
+            wide = config.replace(loss={"content_layers": (), "style_layers": self.layers,
+                                        "layer_weights": None})
             self.networks[key] = build_network(wide, self.device)
         return self.networks[key][0]
 
@@ -246,10 +248,16 @@ def run_sweep(content: torch.Tensor, styles: Sequence[torch.Tensor], base: Styli
     out_dir.mkdir(parents=True, exist_ok=True)
     index_path, sheet_path = out_dir / INDEX_NAME, out_dir / SHEET_NAME
     configs = [base.replace(**changes) for changes in runs]
-    layers = tuple(dict.fromkeys(layer for c in configs for layer in c.loss.style_layers))
+    layers = tuple(dict.fromkeys(layer for c in configs
+                                 for layer in c.loss.content_layers + c.loss.style_layers))
     networks = NetworkCache(layers, device)
-    previous = {entry.get("name"): entry for entry in _load_index(index_path).get("runs", [])}
-    index = {"command": "sweep", **(meta or {}), "base": base.to_dict(), "runs": []}
+    # runs are reused only from a sweep over the same inputs (meta) and the same base settings
+    job = json.loads(json.dumps({**(meta or {}), "settings": settings_fingerprint(base)},
+                                default=str))
+    old_index = _load_index(index_path)
+    same_job = all(old_index.get(key) == value for key, value in job.items())
+    previous = {entry.get("name"): entry for entry in old_index.get("runs", [])} if same_job else {}
+    index = {"command": "sweep", **job, "base": base.to_dict(), "runs": []}
     ran, skipped = [], []
     for number, (changes, config) in enumerate(zip(runs, configs)):
         name = f"run_{number:03d}"

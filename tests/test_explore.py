@@ -83,3 +83,18 @@ def test_truncated_network_gives_the_same_features(network):
     image = torch.rand(1, 3, 32, 32)
     assert len(shallow.body) < len(network.body)
     assert torch.equal(shallow(image)["relu2_1"], network(image)["relu2_1"])
+
+
+def test_sweep_over_content_layers_and_a_changed_base(tmp_path, content_path, style_path, capsys):
+    """A grid over content layers runs (the shared network holds them all), and a rerun with
+    other base settings into the same folder renders again instead of keeping stale runs."""
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(content_path), "--style", str(style_path), "-o", str(out), *TINY,
+            "--style-layers", "relu1_1,relu2_1", "--iterations", "2",
+            "--grid", "content_layers=relu2_1,relu3_1"]
+    assert main(argv) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert len(index["runs"]) == 2
+    capsys.readouterr()
+    assert main([a for a in argv if a != "--quiet"] + ["--tv-weight", "3"]) == 0
+    assert "2 run(s) done, 0 skipped" in capsys.readouterr().err
