@@ -300,10 +300,13 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
 
 def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
+    from .schedule import canvas_state_bytes
+
     print(f"plan: {len(steps)} scale(s) on {device}, {config.model.model} {config.model.precision}, "
           f"{config.optim.optimizer}; output {output}")
     for step in steps:
-        canvas_mib = 3 * step.height * step.width * 4 * (2 + 2 * (step.lbfgs_history or 0)) / (1 << 20)
+        history = (step.lbfgs_history or 0) if config.optim.optimizer == "lbfgs" else 0
+        canvas_mib = canvas_state_bytes(step.height, step.width, history) / (1 << 20)
         where = "host" if step.canvas_on_host else str(device)
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
               f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas+optimizer "
@@ -328,8 +331,8 @@ def run_info() -> int:
         "opencv": cv2.__version__, "numpy": numpy.__version__,
         "device": f"{device} ({runtime.describe_device(device)})",
         "cuda": torch.version.cuda if torch.cuda.is_available() else "not available",
-        "bf16 on this device": "yes" if device.type == "cuda" and torch.cuda.is_bf16_supported()
-        or device.type == "cpu" else "no",
+        "bf16 on this device": "yes" if (torch.cuda.is_bf16_supported() if device.type == "cuda"
+                                         else runtime.cpu_has_native_bf16()) else "no",
     }
     for arch in ("vgg19", "vgg16"):
         try:

@@ -108,6 +108,11 @@ def choose_tile_size(height: int, width: int, estimate_bytes, budget_bytes: floa
     return max(smallest, low * stride)
 
 
+def canvas_state_bytes(height: int, width: int, history: int) -> int:
+    """What scales with the canvas: its copies and temporaries plus 2 vectors per L-BFGS pair."""
+    return 3 * height * width * 4 * (CANVAS_COPIES + 2 * history)
+
+
 def lbfgs_history_for(canvas_bytes: int, host_budget_bytes: float, configured: int) -> int:
     """History pairs (2 canvas-sized vectors each) that fit the host budget, at most as configured."""
     fits = int(host_budget_bytes // (2 * max(1, canvas_bytes)))

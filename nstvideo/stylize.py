@@ -27,8 +27,8 @@ from .objective import StyleObjective
 from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION, ScaleStep,
-                       choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
-                       plan_scales)
+                       canvas_state_bytes, choose_tile_size, estimate_memory_mib, fit_long_side,
+                       lbfgs_history_for, plan_scales)
 from .tiling import margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
@@ -144,7 +144,7 @@ def plan(config: StylizeConfig, height: int, width: int,
             blocks = plan_blocks(step.height, step.width, tile, margin, stride)
             grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
-        canvas_need = canvas_bytes * (CANVAS_COPIES + 2 * config.optim.lbfgs_history)
+        canvas_need = canvas_state_bytes(step.height, step.width, config.optim.lbfgs_history)
         on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
         if shared:
             room = host_free - block_bytes
