@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import (device_peak_tflops, emit, environment, iteration_gflop,
-                               measured_gemm_tflops)  # noqa: E402
+                               measured_gemm_tflops, synchronize)  # noqa: E402
 from nstvideo.config import OptimConfig  # noqa: E402
 from nstvideo.engine import autograd_evaluator, optimize  # noqa: E402
 from nstvideo.blockwise import BlockwiseObjective  # noqa: E402
@@ -34,11 +34,6 @@ CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def parse_size(text: str) -> tuple[int, int]:
     """256 -> (256, 256); 1280x720 -> (720, 1280) as (height, width)."""
     if "x" in text:
@@ -48,7 +43,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def measure(network, device, shape: tuple[int, int], optimizer: str, precision: str, short: int,
-            long: int, tile: int | None = None) -> dict:
+            long: int, gemm: float, tile: int | None = None) -> dict:
+    """``gemm``: TFLOP/s a large matmul reaches in this precision here (the ceiling to compare)."""
     height, width = shape
     generator = torch.Generator().manual_seed(0)
     content = torch.rand(1, 3, height, width, generator=generator)
@@ -77,7 +73,6 @@ def measure(network, device, shape: tuple[int, int], optimizer: str, precision: 
     ms = 1000 * (timings[long] - timings[short]) / (long - short)
     gflop = iteration_gflop("vgg19", "relu5_1", height, width)  # useful work: the untiled pass
     peak = device_peak_tflops(device, precision)
-    gemm = measured_gemm_tflops(device, precision)
     return {"size": f"{width}x{height}", "tile": tile, "blocks": blocks, "optimizer": optimizer,
             "precision": precision,
             "ms_per_iteration": round(ms, 2), "iterations_per_s": round(1000 / ms, 2),
@@ -106,10 +101,16 @@ def main() -> None:
     if args.block:
         canvas, tile = (int(v) for v in args.block.split(":"))
         cases.append(((canvas, canvas), tile))
+    precisions = args.precisions.split(",")
+    gemms = {}
+    for precision in precisions:  # measured once per precision, not per case
+        configure_precision(precision)
+        gemms[precision] = measured_gemm_tflops(device, precision)
     for shape, tile in cases:
         for optimizer in args.optimizers.split(","):
-            for precision in args.precisions.split(","):
-                run = measure(network, device, shape, optimizer, precision, args.short, args.long, tile)
+            for precision in precisions:
+                run = measure(network, device, shape, optimizer, precision, args.short, args.long,
+                              gemms[precision], tile)
                 runs.append(run)
                 print(f"{run['size']} tile {tile} {optimizer} {precision}: {run['ms_per_iteration']} ms/it",
                       file=sys.stderr)

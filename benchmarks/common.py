@@ -38,6 +38,12 @@ def device_peak_tflops(device: torch.device, precision: str):
     return None
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so a wall-clock time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def measured_gemm_tflops(device: torch.device, precision: str, n: int = 2048) -> float:
     """What a large square matmul reaches here in this precision: the practical ceiling, for
     devices whose peak we have no table for (CPUs). TF32 follows configure_precision."""
@@ -48,12 +54,10 @@ def measured_gemm_tflops(device: torch.device, precision: str, n: int = 2048) ->
     b = torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(6):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n ** 3 / best / 1e12
 
