@@ -137,11 +137,6 @@ def truncated(network: VGGFeatures, layers: Sequence[str]) -> VGGFeatures:
     return copy.to(device, memory_format=torch.channels_last)
 
 
-def _uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    array = images.to_array(image) if isinstance(image, torch.Tensor) else image
-    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
-
-
 def write_sheet(path: Path, thumbnails: Sequence[np.ndarray], captions: Sequence[Sequence[str]],
                 title: str, cell: int = 256) -> None:
     sheet = plot.captioned_grid(thumbnails, captions, cell=cell, title=title)
@@ -202,7 +197,7 @@ def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers:
 
 
 def write_layers_grid(path: Path, renders: Sequence[LayerRender]) -> None:
-    thumbnails = [_uint8(images.read_image(r.image_path)) for r in renders]
+    thumbnails = [images.to_uint8(images.read_image(r.image_path)) for r in renders]
     captions = [[r.layer, f"style loss {r.final_style_loss:.3g}"] for r in renders]
     write_sheet(path, thumbnails, captions, "one style layer per render (texture from noise)")
 
@@ -285,7 +280,7 @@ def run_sweep(content: torch.Tensor, styles: Sequence[torch.Tensor], base: Styli
         if on_done:
             on_done(name, False)
     _write_index(index_path, index)
-    thumbnails = [_uint8(images.read_image(out_dir / entry["file"])) for entry in index["runs"]]
+    thumbnails = [images.to_uint8(images.read_image(out_dir / entry["file"])) for entry in index["runs"]]
     captions = [[entry["name"], *entry.get("caption", [])] for entry in index["runs"]]
     write_sheet(sheet_path, thumbnails, captions, f"sweep: {len(runs)} runs")
     return SweepSummary(ran, skipped, index_path, sheet_path)

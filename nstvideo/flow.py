@@ -13,6 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .images import to_uint8
+
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
@@ -24,9 +26,7 @@ BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE = 0.01, 0.002
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
     """uint8 luminance, what DIS works on."""
-    if frame.dtype != np.uint8:
-        frame = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
+    return cv2.cvtColor(np.ascontiguousarray(to_uint8(frame)), cv2.COLOR_RGB2GRAY)
 
 
 def make_dis(preset: str = "medium") -> cv2.DISOpticalFlow:

@@ -88,6 +88,14 @@ def to_array(image: torch.Tensor) -> np.ndarray:
     return image.detach().float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
 
 
+def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(1, 3, H, W) tensor or (H, W, 3) array in [0, 1] -> (H, W, 3) uint8, rounded."""
+    array = to_array(image) if isinstance(image, torch.Tensor) else image
+    if array.dtype == np.uint8:
+        return array
+    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+
+
 def load(path: str | os.PathLike) -> torch.Tensor:
     return to_tensor(read_image(path))
 

@@ -104,7 +104,6 @@ class ProgressVideo:
         self.width = cell_w + sum(c.shape[1] for c in self.side_cells)
         self.height = cell_h + self.caption_h
         self.writer = VideoWriter(path, self.width, self.height, fps)
-        self.frames_written = 0
         self._last: Optional[Progress] = None
         self._last_written = False
         self._totals: list[float] = []
@@ -135,8 +134,11 @@ class ProgressVideo:
         if self.layout == "panel":
             cell = self._decorate(cell, event)
         self.writer.write(cell)
-        self.frames_written += 1
         self._last_written = True
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.frames_written
 
     def _decorate(self, cell: np.ndarray, event: Progress) -> np.ndarray:
         if self._pending_totals:

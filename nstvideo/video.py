@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .errors import InputError, UsageError
+from . import images
 from .images import temp_beside
 
 DEFAULT_CRF = 18  # visually lossless for stylized content
@@ -59,10 +60,7 @@ class VideoWriter:
         return self
 
     def write(self, frame: np.ndarray | torch.Tensor) -> None:
-        if isinstance(frame, torch.Tensor):
-            frame = frame.detach().float().clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
-        if frame.dtype != np.uint8:
-            frame = np.clip(np.rint(frame * 255.0), 0, 255).astype(np.uint8)
+        frame = images.to_uint8(frame)
         if frame.shape != (self.height, self.width, 3):
             raise UsageError(f"frame of shape {frame.shape} sent to a {self.width}x{self.height} video")
         self._gen.send(np.ascontiguousarray(frame))
