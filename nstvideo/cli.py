@@ -49,7 +49,7 @@ def add_section_options(parser: argparse.ArgumentParser, section: type, skip: Se
         flag = meta.get("flag") or "--" + field.name.replace("_", "-")
         default = field.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = meta["help"]
+        help_text = meta["help"].replace("%", "%%")  # argparse formats help with %
         if meta.get("choices"):
             help_text += f" ({'|'.join(meta['choices'])})"
         if default is not None and default is not False:

@@ -137,3 +137,16 @@ def test_save_every_writes_intermediates(tmp_path, capsys, content_path, style_p
 def test_info_runs(capsys):
     code, out, _ = run(capsys, "info")
     assert code == 0 and "vgg19 weights" in out and "ffmpeg" in out
+
+
+def test_every_command_prints_its_help(capsys):
+    import pytest
+
+    for command in ("stylize", "texture", "layers", "sweep", "eval", "info"):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        out = capsys.readouterr().out
+        assert stop.value.code == 0 and out.startswith(f"usage: nstvideo {command}"), command
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    assert "0.3%" in capsys.readouterr().out  # a literal percent sign in a flag's help
