@@ -49,17 +49,71 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     return plan(single, height, width, device)[-1]
 
 
+def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, tile_size, styles,
+               work, writer, first: int, count: int, done: int,
+               size: tuple[int, int]) -> tuple[list[dict], list[tuple[str, list]]]:
+    """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
+    Returns the report's per-frame rows and the loss histories for the plot."""
+    from . import images, runtime
+    from .cli import warn_if_random
+    from .progress import FrameBar
+    from .recorder import job_recorders
+    from .stylize import build_network
+    from .video_job import Carry, FrameSink, read_selection, stylize_frames, style_targets, workers_pay
+
+    height, width = size
+    per_frame: list[dict] = []
+    histories: list[tuple[str, list]] = []
+    runtime.configure_precision(config.model.precision)
+    network, weights = build_network(config, device)
+    warn_if_random(weights, config.output.quiet)
+    grams = style_targets(network, styles, config, max(height, width))
+    bar = FrameBar(count, done, disable=config.output.quiet)
+    source = read_selection(args.input, first, count, height, width, skip=done)
+    sink = FrameSink(work, writer, threaded=workers_pay(device))
+    try:
+        previous = None
+        if done:
+            _, frame = next(source)
+            previous = Carry(images.to_array(frame), work.load_frame(done - 1))
+        frames = (frame for _, frame in source)
+        panel = None
+        if config.record.progress_video and not done:
+            panel = next(frames)  # the first frame, also the progress video's content panel
+            frames = itertools.chain([panel], frames)
+        # a with block: on Ctrl-C or an error the progress video is dropped, not finished
+        with job_recorders(config.record, (height, width), styles=styles,
+                           content=panel) as recorders:
+            for item in stylize_frames(frames, grams, config, network=network, total=count,
+                                       start_index=done, previous=previous, callbacks=[bar],
+                                       first_frame_callbacks=recorders, tile_size=tile_size):
+                sink.put(item.index, item.image)
+                losses = item.result.final_losses()
+                bar.frame_done(item.result.iterations_run, losses)
+                histories.append((f"frame {item.index + 1}", item.result.history))
+                per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
+                                  "flow_seconds": round(item.flow_seconds, 4),
+                                  "iterations": item.result.iterations_run,
+                                  "reliable_fraction": item.reliable_fraction,
+                                  "losses": losses})
+    finally:
+        try:
+            sink.close()  # every finished frame is saved before the state is read or the MP4 closed
+        finally:
+            bar.close()
+            source.close()
+    return per_frame, histories
+
+
 def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     import torch
 
     from . import __version__, images, runtime
-    from .progress import FrameBar, write_report
-    from .recorder import job_recorders, loss_plot
-    from .stylize import build_network
+    from .progress import write_report
+    from .recorder import loss_plot
     from .video import probe
-    from .video_job import (Carry, WorkDir, encode, fingerprint, first_iterations,
-                            processing_size, read_selection, select_range, stylize_frames,
-                            style_targets)
+    from .video_job import (WorkDir, encoding, fingerprint, first_iterations, processing_size,
+                            select_range)
 
     from .cli import check_output, default_output
 
@@ -110,56 +164,24 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     started = time.perf_counter()
     per_frame: list[dict] = []
     histories: list[tuple[str, list]] = []
-    source = None
-    if done < count:
-        runtime.configure_precision(config.model.precision)
-        network, weights = build_network(config, device)
-        from .cli import warn_if_random
-
-        warn_if_random(weights, quiet)
-        grams = style_targets(network, styles, config, max(height, width))
-        bar = FrameBar(count, done, disable=quiet)
-        source = read_selection(args.input, first, count, height, width, skip=done)
-        try:
-            previous = None
-            if done:
-                _, frame = next(source)
-                previous = Carry(images.to_array(frame), work.load_frame(done - 1))
-            frames = (frame for _, frame in source)
-            panel = None
-            if config.record.progress_video and not done:
-                panel = next(frames)  # the first frame, also the progress video's content panel
-                frames = itertools.chain([panel], frames)
-            # a with block: on Ctrl-C or an error the progress video is dropped, not finished
-            with job_recorders(config.record, (height, width), styles=styles,
-                               content=panel) as recorders:
-                for item in stylize_frames(frames, grams, config, network=network, total=count,
-                                           start_index=done, previous=previous, callbacks=[bar],
-                                           first_frame_callbacks=recorders,
-                                           tile_size=step.tile_size):
-                    work.save_frame(item.index, item.image)
-                    losses = item.result.final_losses()
-                    bar.frame_done(item.result.iterations_run, losses)
-                    histories.append((f"frame {item.index + 1}", item.result.history))
-                    per_frame.append({"frame": item.index, "seconds": round(item.seconds, 3),
-                                      "flow_seconds": round(item.flow_seconds, 4),
-                                      "iterations": item.result.iterations_run,
-                                      "reliable_fraction": item.reliable_fraction,
-                                      "losses": losses})
-        except KeyboardInterrupt:
-            bar.close()
-            finished = json.loads(work.state_path.read_text())["frames_done"]
+    try:
+        # the encoder runs for the whole job; the MP4 is kept only if all `count` frames went in
+        with encoding(work, output, info, args.input, first, count, height, width) as writer:
+            for index in range(done):  # a resumed run: the frames saved before come first
+                writer.write(work.load_frame(index))
+            if done < count:
+                per_frame, histories = run_frames(
+                    args, config, device=device, tile_size=step.tile_size, styles=styles,
+                    work=work, writer=writer, first=first, count=count, done=done,
+                    size=(height, width))
+    except KeyboardInterrupt:
+        finished = json.loads(work.state_path.read_text())["frames_done"]
+        if finished < count:
             print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
                   f"{work.path}; run the same command again to resume", file=sys.stderr)
-            return EXIT_INTERRUPTED
-        finally:
-            bar.close()
-            source.close()
-    try:
-        encode(work, count, output, info, args.input, first, height, width)
-    except KeyboardInterrupt:
-        print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
-              "run the same command again to write the video", file=sys.stderr)
+        else:
+            print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
+                  "run the same command again to write the video", file=sys.stderr)
         return EXIT_INTERRUPTED
     if config.record.plot and histories:
         images.write_image(config.record.plot,

@@ -12,17 +12,20 @@ each frame is a unit for the engine, warm-started from the previous output (Rude
 The job keeps every finished frame as a 16-bit PNG in the work folder with a JSON state, so an
 interrupted run resumes at the next frame. The next frame is always warm-started from the saved
 (16-bit quantised) output, resumed or not, so a resumed run gives exactly the frames of an
-uninterrupted one. The MP4 is assembled from the saved frames at the end, one frame in memory at a
-time.
+uninterrupted one. Each finished frame also goes straight into the H.264 encoder, which runs for
+the whole job (a resumed run first feeds it the frames already saved); the MP4 is kept only when
+every frame went in, and the audio is muxed in then.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -88,6 +91,12 @@ def first_iterations(config: StylizeConfig) -> int:
     return 2 * config.optim.iterations if chosen is None else chosen
 
 
+def workers_pay(device: torch.device) -> bool:
+    """Whether host work (flow, saving, encoding) should run on worker threads beside the
+    optimization: yes when a GPU optimizes, no on the CPU, whose cores the optimization uses."""
+    return device.type != "cpu"
+
+
 class FlowAhead:
     """Optical flow between input frames, computed one frame ahead on a worker thread.
 
@@ -145,8 +154,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     engine callbacks attached to the first frame of the video only (index 0). With ``tile_size``
     every frame is optimized block by block with the exact global loss (frames too big for the
     device). ``flow_ahead`` computes the next frame's flow on a worker thread during the current
-    frame's optimization; by default only when the network is not on the CPU, whose cores the
-    optimization already uses. The frames are the same either way.
+    frame's optimization; by default when ``workers_pay``. The frames are the same either way.
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
@@ -158,7 +166,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                  tv_weight=loss.tv_weight, precision=config.model.precision)
     flows = None
     if video.temporal == "flow":
-        threaded = device.type != "cpu" if flow_ahead is None else flow_ahead
+        threaded = workers_pay(device) if flow_ahead is None else flow_ahead
         flows = FlowAhead(flowlib.make_dis(video.flow_preset), threaded)
     # each frame with its array (what the flow reads); read one frame ahead for the flow thread
     items = ((frame, images.to_array(frame)) for frame in frames)
@@ -327,16 +335,54 @@ class WorkDir:
                 pass
 
 
-def encode(work: WorkDir, count: int, output: Path, info: VideoInfo, source: str,
-           first: int, height: int, width: int) -> None:
-    """The saved frames, in order, into an H.264 MP4 at the source's exact rate, with the source's
-    audio for the selected span when it has any."""
+@contextmanager
+def encoding(work: WorkDir, output: Path, info: VideoInfo, source: str, first: int, count: int,
+             height: int, width: int) -> Iterator[VideoWriter]:
+    """An H.264 writer at the source's exact rate for the job's ``count`` frames. When the block
+    ends with every frame written, the MP4 is kept, with the source's audio for the selected span
+    when it has any; otherwise (an error, Ctrl-C) nothing is written."""
     target = work.path / "video.mp4" if info.has_audio else output
     with VideoWriter(target, width, height, info.fps) as writer:
-        for index in range(count):
-            writer.write(work.load_frame(index))
+        yield writer
+        if writer.frames_written != count:
+            raise RuntimeError(f"the encoder got {writer.frames_written} frames, {count} expected")
     if info.has_audio:
         mux_audio(target, source, info, output, start=Fraction(first) / info.fps,
                   duration=Fraction(count) / info.fps)
         target.unlink(missing_ok=True)
 
+
+class FrameSink:
+    """Finished frames, in order, to the work folder (PNG, then the resume state) and the encoder.
+
+    With ``threaded``, one worker does it while the next frame is optimized (a 720p 16-bit PNG
+    takes ~0.1 s to write); at most ``depth`` frames wait, and a failed save is raised at the
+    next ``put`` or at ``close``. ``close`` finishes every frame already handed over, on Ctrl-C
+    too: they are done work, and the resume state must name them.
+    """
+
+    def __init__(self, work: WorkDir, writer: VideoWriter, *, threaded: bool, depth: int = 2):
+        self.work, self.writer, self.depth = work, writer, depth
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save") if threaded else None
+        self.pending: collections.deque[Future] = collections.deque()
+
+    def _store(self, index: int, image: torch.Tensor) -> None:
+        self.work.save_frame(index, image)
+        self.writer.write(image)
+
+    def put(self, index: int, image: torch.Tensor) -> None:
+        if self.pool is None:
+            self._store(index, image)
+            return
+        while self.pending and (len(self.pending) >= self.depth or self.pending[0].done()):
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._store, index, image))
+
+    def close(self) -> None:
+        if self.pool is None:
+            return
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True)  # after a failed save, the frames behind it still go

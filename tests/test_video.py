@@ -308,3 +308,104 @@ def test_interrupted_first_frame_leaves_no_progress_video(clip_factory, style_pa
                    style=style_path) == 130
     assert not progress.exists()
     assert [p.name for p in tmp_path.iterdir() if "progress" in p.name] == []
+
+
+def test_frames_are_saved_and_encoded_on_a_worker_as_they_finish(clip_factory, style_path, tmp_path,
+                                                                 monkeypatch):
+    """Off the CPU a worker saves and encodes each frame during the next one's optimization: the
+    video and the saved frames are the same as without it, and no frame is read back from disk."""
+    import threading
+
+    clip = clip_factory(count=4, audio=True)
+    saved_on, loads = [], []
+    real_save, real_load = video_job.WorkDir.save_frame, video_job.WorkDir.load_frame
+
+    def spy_save(self, index, image):
+        saved_on.append(threading.current_thread().name)
+        real_save(self, index, image)
+
+    def spy_load(self, index):
+        loads.append(index)
+        return real_load(self, index)
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", spy_save)
+    monkeypatch.setattr(video_job.WorkDir, "load_frame", spy_load)
+    outputs = {}
+    for threaded in (False, True):
+        monkeypatch.setattr(video_job, "workers_pay", lambda device, threaded=threaded: threaded)
+        saved_on.clear()
+        outputs[threaded] = tmp_path / f"out{threaded}.mp4"
+        assert stylize(clip, outputs[threaded], "--keep-work", style=style_path) == 0
+        assert [name.startswith("save") for name in saved_on] == [threaded] * 4
+        info = video.probe(outputs[threaded])
+        assert (info.frames, info.has_audio) == (4, True)
+    assert loads == []
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(outputs[False]), decoded(outputs[True])))
+    for index in range(4):
+        name = f"frames/{index:06d}.png"
+        assert ((tmp_path / "outFalse.mp4.work" / name).read_bytes()
+                == (tmp_path / "outTrue.mp4.work" / name).read_bytes())
+
+
+def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory, style_path,
+                                                                   tmp_path, monkeypatch):
+    """Ctrl-C (in the main thread) while the worker is still writing frame 1: frame 1 is finished
+    and named by the state, and the same command resumes to the uninterrupted video."""
+    import time
+
+    from nstvideo import progress
+
+    clip = clip_factory(count=4)
+    whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
+    assert stylize(clip, whole, style=style_path) == 0
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
+    real_save, real_done = video_job.WorkDir.save_frame, progress.FrameBar.frame_done
+
+    def slow_save(self, index, image):
+        time.sleep(0.5 if index == 1 else 0)
+        real_save(self, index, image)
+
+    finished = []
+
+    def interrupt_after_frame_1(self, iterations, losses):
+        real_done(self, iterations, losses)
+        finished.append(iterations)
+        if len(finished) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", slow_save)
+    monkeypatch.setattr(progress.FrameBar, "frame_done", interrupt_after_frame_1)
+    assert stylize(clip, resumed, style=style_path) == 130
+    assert not resumed.exists() and ffmpeg_children() == []
+    state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
+    assert state["frames_done"] == 2
+    monkeypatch.setattr(progress.FrameBar, "frame_done", real_done)
+    assert stylize(clip, resumed, style=style_path) == 0
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
+    assert video.probe(resumed).frames == 4
+
+
+def test_a_failed_save_on_the_worker_stops_the_run(clip_factory, style_path, tmp_path, monkeypatch):
+    clip = clip_factory(count=4)
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
+
+    def fail(self, index, image):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
+    with pytest.raises(OSError, match="No space"):
+        stylize(clip, tmp_path / "out.mp4", style=style_path)
+    assert ffmpeg_children() == []
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_encoder_keeps_no_video_with_a_frame_missing(tmp_path):
+    work = video_job.WorkDir(tmp_path / "work")
+    work.path.mkdir()
+    info = video.VideoInfo(32, 24, Fraction(24), 3, False)
+    output = tmp_path / "out.mp4"
+    with pytest.raises(RuntimeError, match="got 2 frames, 3 expected"):
+        with video_job.encoding(work, output, info, "clip.mp4", 0, 3, 24, 32) as writer:
+            for _ in range(2):
+                writer.write(np.zeros((24, 32, 3), np.uint8))
+    assert list(tmp_path.glob("out*")) == []
