@@ -1,4 +1,4 @@
-"""Seconds per video frame (first and later) per --temporal mode, and optical-flow time per frame.
+"""Seconds per video frame (first and later) per --temporal mode; optical-flow and saving time per frame.
 
     python benchmarks/bench_video.py              # 360p and 720p
     python benchmarks/bench_video.py --quick      # 128x72 and 256x144, few iterations
@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +48,15 @@ def flow_ms(frames: list[torch.Tensor], preset: str) -> float:
     for previous, current in zip(arrays, arrays[1:]):
         flowlib.flow_and_mask(current, previous, dis)
     return 1000 * (time.perf_counter() - started) / max(1, len(arrays) - 1)
+
+
+def save_ms(frame: torch.Tensor) -> float:
+    """Writing one finished frame to the work folder (16-bit PNG): the job does it on a worker
+    thread off the CPU, so it overlaps the next frame's optimization there."""
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        images.write_image(Path(folder) / "frame.png", frame, 16)
+        return 1000 * (time.perf_counter() - started)
 
 
 def main() -> None:
@@ -86,7 +96,8 @@ def main() -> None:
         frames = clip(height, width, frames_n)
         grams = style_targets(network, [style], config, max(height, width))
         row = {"size": f"{width}x{height}",
-               "flow_ms_per_frame": round(flow_ms(frames, config.video.flow_preset), 2)}
+               "flow_ms_per_frame": round(flow_ms(frames, config.video.flow_preset), 2),
+               "save_ms_per_frame": round(save_ms(frames[0]), 2)}
         for mode in args.modes.split(","):
             mode_config = config.replace(video={"temporal": mode})
             seconds = []
