@@ -5,8 +5,11 @@
 
 neural-style-pt is never vendored here. Both run as whole processes with the same content and
 style images, size, optimizer, layers and the same random VGG19 weights file (seeded He init in
-neural-style-pt's own VGG class, saved to a temp file and loaded by both; nothing downloads). The per-iteration time is the slope between two iteration counts, so
-start-up and model loading do not count; runs alternate between the tools to spread machine noise.
+neural-style-pt's own VGG class, saved to a temp file and loaded by both; nothing downloads).
+The per-iteration time is the slope between two iteration counts, so start-up and model loading do
+not count; runs alternate between the tools to spread machine noise. By default nstvideo is timed
+twice against the same neural-style-pt runs: at fp32 (the arithmetic neural-style-pt does) and at
+its default ``--precision auto`` (bf16 on CPUs with native bf16, TF32 on GPUs).
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def main() -> None:
     parser.add_argument("--long", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--precision", default="fp32", help="nstvideo's --precision")
+    parser.add_argument("--precision", default="fp32,auto",
+                        help="nstvideo's --precision, or several (comma-separated), each timed "
+                             "against the same neural-style-pt runs [fp32 (what neural-style-pt "
+                             "computes) and auto (nstvideo's default)]")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temp:
@@ -75,32 +81,36 @@ def main() -> None:
                     "-save_iter", "0", "-model_file", str(model), "-init", "image",
                     "-output_image", str(folder / "nspt.png"), "-seed", "0"]
 
-        def ours(n: int) -> list[str]:
+        def ours(n: int, precision: str) -> list[str]:
             return [sys.executable, "-m", "nstvideo", "stylize", args.content, "--style", args.style,
                     "--size", str(args.size), "--min-scale", str(args.size),
                     "--optimizer", args.optimizer, "--iterations", str(n), "--tolerance", "0",
-                    "--weights", str(model), "--device", args.device, "--precision", args.precision,
+                    "--weights", str(model), "--device", args.device, "--precision", precision,
                     "--quiet", "-o", str(folder / "ours.png")]
 
-        times = {"neural-style-pt": {args.short: [], args.long: []},
-                 "nstvideo": {args.short: [], args.long: []}}
-        for _ in range(args.repeats):
+        precisions = args.precision.split(",")
+        tools = {"neural-style-pt": nspt, **{f"nstvideo {p}": lambda n, p=p: ours(n, p)
+                                             for p in precisions}}
+        times = {tool: {args.short: [], args.long: []} for tool in tools}
+        for _ in range(args.repeats):  # alternating, so machine noise spreads over every tool
             for n in (args.short, args.long):
-                times["neural-style-pt"][n].append(timed(nspt(n), args.nspt))
-                times["nstvideo"][n].append(timed(ours(n), REPO))
+                for tool, argv in tools.items():
+                    times[tool][n].append(timed(argv(n), args.nspt if tool == "neural-style-pt" else REPO))
     per_iteration = {tool: (min(t[args.long]) - min(t[args.short])) / (args.long - args.short)
                      for tool, t in times.items()}
     # the same slope per repeat (short and long runs back to back): its median resists one noisy run
     median = {tool: statistics.median((b - a) / (args.long - args.short)
                                       for a, b in zip(t[args.short], t[args.long]))
               for tool, t in times.items()}
+    base, base_median = per_iteration["neural-style-pt"], median["neural-style-pt"]
     emit({"benchmark": "side_by_side", "size": args.size, "optimizer": args.optimizer,
-          "device": args.device, "nstvideo_precision": args.precision,
-          "iterations": [args.short, args.long],
+          "device": args.device, "iterations": [args.short, args.long],
           "seconds_per_iteration": {k: round(v, 4) for k, v in per_iteration.items()},
-          "ratio_nstvideo_to_nspt": round(per_iteration["nstvideo"] / per_iteration["neural-style-pt"], 3),
+          "ratio_to_nspt": {tool: round(v / base, 3) for tool, v in per_iteration.items()
+                            if tool != "neural-style-pt"},
           "median_seconds_per_iteration": {k: round(v, 4) for k, v in median.items()},
-          "median_ratio": round(median["nstvideo"] / median["neural-style-pt"], 3),
+          "median_ratio_to_nspt": {tool: round(v / base_median, 3) for tool, v in median.items()
+                                   if tool != "neural-style-pt"},
           "raw_seconds": times})
 
 
