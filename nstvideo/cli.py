@@ -110,6 +110,11 @@ def validate(config: StylizeConfig) -> None:
         (config.schedule.tile_size is None or config.schedule.tile_size >= 16,
          "--tile-size must be at least 16 px"),
         (config.output.bit_depth in (None, 8, 16), "--bit-depth must be 8 or 16"),
+        (config.video.temporal_weight >= 0, "--temporal-weight must be >= 0"),
+        (config.video.first_iterations is None or config.video.first_iterations >= 1,
+         "--first-iterations must be at least 1"),
+        (config.video.max_frames is None or config.video.max_frames >= 1,
+         "--max-frames must be at least 1"),
     ]
     for name in ("content_weight", "style_weight", "tv_weight"):
         checks.append((getattr(config.loss, name) >= 0, f"--{name.replace('_', '-')} must be >= 0"))

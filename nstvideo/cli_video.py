@@ -128,10 +128,6 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     if config.schedule.preserve_colors:
         raise UsageError("--preserve-colors is not available for video yet")
-    if config.video.temporal_weight < 0:
-        raise UsageError("--temporal-weight must be >= 0")
-    if config.video.first_iterations is not None and config.video.first_iterations < 1:
-        raise UsageError("--first-iterations must be at least 1")
     info = probe(args.input)
     first, count = select_range(info, config)
     size = config.schedule.size

@@ -224,9 +224,7 @@ def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
     video = config.video
     first = 0 if video.start is None else math.ceil(Fraction(video.start) * info.fps)
     stop = info.frames if video.end is None else min(info.frames, math.ceil(Fraction(video.end) * info.fps))
-    if video.max_frames is not None:
-        if video.max_frames < 1:
-            raise UsageError("--max-frames must be at least 1")
+    if video.max_frames is not None:  # >= 1: checked with the other numbers (cli.validate)
         stop = min(stop, first + video.max_frames)
     if first >= info.frames:
         raise UsageError(f"--start {float(video.start):g} s is past the end of the video "

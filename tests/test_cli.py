@@ -102,6 +102,11 @@ def test_unknown_flag_and_bad_numbers(capsys, content_path, style_path):
     _one_line_error(*run(capsys, "stylize", content_path, "--style", style_path, *FAST, "--size", "-5"))
     _one_line_error(*run(capsys, "stylize", content_path, "--style", style_path, *FAST,
                          "--layer-weights", "1,2"))
+    for flag, value in (("--temporal-weight", "-1"), ("--first-iterations", "0"),
+                        ("--max-frames", "0")):
+        code, _, err = run(capsys, "stylize", content_path, "--style", style_path, *FAST, flag, value)
+        _one_line_error(code, "", err)
+        assert flag in err
 
 
 def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys, content_path, style_path):
