@@ -64,6 +64,30 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix or "value"]
 
 
+def read_state(path: Path, record: dict[str, Any], fields: Sequence[str], *, holds: str,
+               start_over: str) -> dict[str, int]:
+    """The integer ``fields`` of a job's state.json; refuses a file that is not one, and the state
+    of any job whose fingerprint differs from ``record`` (its files are never mixed in)."""
+    try:
+        state = json.loads(path.read_text())
+        old, values = state["job"], {name: int(state[name]) for name in fields}
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{path} is not a resume state of nstvideo; {start_over} to start "
+                         "over") from None
+    changed = differences(old, record)
+    if changed:
+        raise UsageError(f"{path.parent} holds {holds} of a different job "
+                         f"({', '.join(changed[:4])} changed); refusing to mix them: rerun the "
+                         f"original command to resume, or {start_over} to start over")
+    return values
+
+
+def write_state(path: Path, record: dict[str, Any], **fields: int) -> None:
+    """state.json, atomically: written after the files it names."""
+    state = {"version": STATE_VERSION, "job": record, **fields}
+    images.atomic_write_bytes(path, (json.dumps(state, indent=1) + "\n").encode())
+
+
 @dataclass(frozen=True)
 class ResumePoint:
     """Where an interrupted still image stopped: a scale, iterations done in it, its canvas."""
@@ -84,26 +108,17 @@ class StillState:
     def load(self, record: dict[str, Any]) -> Optional[ResumePoint]:
         if not self.state_path.is_file():
             return None
-        try:
-            state = json.loads(self.state_path.read_text())
-            old, scale, done = state["job"], int(state["scale_index"]), int(state["iterations_done"])
-        except (ValueError, KeyError, TypeError):
-            raise UsageError(f"{self.state_path} is not a resume state of nstvideo; remove "
-                             f"{self.path} to start over") from None
-        changed = differences(old, record)
-        if changed:
-            raise UsageError(f"{self.path} holds an interrupted run of a different job "
-                             f"({', '.join(changed[:4])} changed); rerun the original command to "
-                             f"resume, or remove that folder to start over")
-        return ResumePoint(scale, done, images.load(self.canvas_path))
+        state = read_state(self.state_path, record, ("scale_index", "iterations_done"),
+                           holds="an interrupted run", start_over=f"remove {self.path}")
+        return ResumePoint(state["scale_index"], state["iterations_done"],
+                           images.load(self.canvas_path))
 
     def save(self, record: dict[str, Any], point: ResumePoint) -> None:
         """Canvas first, state second: the state never names a canvas that is not on disk."""
         self.path.mkdir(parents=True, exist_ok=True)
         images.write_image(self.canvas_path, point.canvas, 16)
-        state = {"version": STATE_VERSION, "job": record, "scale_index": point.scale_index,
-                 "iterations_done": point.iterations_done}
-        images.atomic_write_bytes(self.state_path, (json.dumps(state, indent=1) + "\n").encode())
+        write_state(self.state_path, record, scale_index=point.scale_index,
+                    iterations_done=point.iterations_done)
 
     def remove(self) -> None:
         """Delete only what this job wrote."""

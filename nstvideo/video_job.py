@@ -20,7 +20,6 @@ every frame went in, and the audio is muxed in then.
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 import time
@@ -42,11 +41,10 @@ from .errors import InputError, UsageError
 from .features import VGGFeatures, canonical_layers
 from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
-from .resume import differences, job_fingerprint
+from .resume import job_fingerprint, read_state, write_state
 from .stylize import initial_canvas, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
-STATE_VERSION = 1
 QUANT = 65535.0  # frames are kept, and passed on to the next frame, at 16 bits per channel
 
 
@@ -289,18 +287,9 @@ class WorkDir:
             raise UsageError(f"--work-dir {self.path} is a file, not a folder")
         done = 0
         if self.state_path.exists():
-            try:
-                state = json.loads(self.state_path.read_text())
-                old, done = state["job"], int(state["frames_done"])
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(f"{self.state_path} is not a resume state of nstvideo; remove it "
-                                 "or choose another --work-dir") from None
-            changed = differences(old, record)
-            if changed:
-                raise UsageError(
-                    f"{self.path} holds frames of a different job ({', '.join(changed[:4])} "
-                    f"changed); refusing to mix them: rerun the original command to resume, or "
-                    f"remove that folder or pass another --work-dir to start over")
+            done = read_state(self.state_path, record, ("frames_done",), holds="frames",
+                              start_over="remove that folder or pass another --work-dir"
+                              )["frames_done"]
             missing = [i for i in range(done) if not self.frame_path(i).is_file()]
             if missing:
                 done = missing[0]
@@ -310,8 +299,7 @@ class WorkDir:
         return done
 
     def save_state(self, done: int) -> None:
-        state = {"version": STATE_VERSION, "frames_done": done, "job": self.record}
-        images.atomic_write_bytes(self.state_path, (json.dumps(state, indent=1) + "\n").encode())
+        write_state(self.state_path, self.record, frames_done=done)
 
     def save_frame(self, index: int, image: torch.Tensor) -> None:
         images.write_image(self.frame_path(index), image, 16)
