@@ -96,12 +96,14 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, tile_
                                   "iterations": item.result.iterations_run,
                                   "reliable_fraction": item.reliable_fraction,
                                   "losses": losses})
+    except BaseException:
+        sink.close(raise_errors=False)  # the frames handed over are saved; the first error wins
+        raise
+    else:
+        sink.close()  # every finished frame is saved before the MP4 is closed
     finally:
-        try:
-            sink.close()  # every finished frame is saved before the state is read or the MP4 closed
-        finally:
-            bar.close()
-            source.close()
+        bar.close()
+        source.close()
     return per_frame, histories
 
 

@@ -131,15 +131,24 @@ def encode(image: np.ndarray, fmt: str, bit_depth: int) -> bytes:
     return buffer.tobytes()
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # the umask can only be read by setting it
+    os.umask(mask)
+    return mask
+
+
+# Read once at import, before any worker thread writes files: setting it later, even briefly,
+# would touch every thread's file creation.
+UMASK = _process_umask()
+
+
 def temp_beside(path: Path, suffix: str = ".part") -> Path:
     """An empty temporary file in the target's folder (same filesystem: the rename is atomic),
     with the permissions a plain open() would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
+    os.chmod(temp, 0o666 & ~UMASK)
     return Path(temp)
 
 

@@ -50,31 +50,44 @@ class VideoWriter:
         self._gen = None
 
     def __enter__(self) -> "VideoWriter":
+        return self  # ffmpeg starts with the first frame: a job that fails before has no encoder
+
+    def _start(self) -> None:
         self._temp = temp_beside(self.path, suffix=f".part{self.path.suffix}")
-        self._gen = imageio_ffmpeg.write_frames(
-            str(self._temp), (self.width, self.height), fps=self.fps, codec="libx264",
-            pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1, quality=None,
-            ffmpeg_log_level="error", output_params=["-crf", str(self.crf), "-movflags", "+faststart"],
-            audio_path=self.audio_from, audio_codec=self.audio_codec if self.audio_from else None)
-        self._gen.send(None)  # start ffmpeg
-        return self
+        try:
+            self._gen = imageio_ffmpeg.write_frames(
+                str(self._temp), (self.width, self.height), fps=self.fps, codec="libx264",
+                pix_fmt_in="rgb24", pix_fmt_out="yuv420p", macro_block_size=1, quality=None,
+                ffmpeg_log_level="error",
+                output_params=["-crf", str(self.crf), "-movflags", "+faststart"],
+                audio_path=self.audio_from,
+                audio_codec=self.audio_codec if self.audio_from else None)
+            self._gen.send(None)  # start ffmpeg
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            self._gen = self._temp = None
+            raise
 
     def write(self, frame: np.ndarray | torch.Tensor) -> None:
         frame = images.to_uint8(frame)
         if frame.shape != (self.height, self.width, 3):
             raise UsageError(f"frame of shape {frame.shape} sent to a {self.width}x{self.height} video")
+        if self._gen is None:
+            self._start()
         self._gen.send(np.ascontiguousarray(frame))
         self.frames_written += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
         gen, temp = self._gen, self._temp
         self._gen = self._temp = None
+        if gen is None:
+            return  # no frame came: no ffmpeg ran and no file was made
         try:
             gen.close()  # flushes and waits for ffmpeg, or stops it
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        if exc_type is None and self.frames_written:
+        if exc_type is None:
             os.replace(temp, self.path)
         else:
             temp.unlink(missing_ok=True)

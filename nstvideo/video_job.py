@@ -343,18 +343,26 @@ class FrameSink:
 
     With ``threaded``, one worker does it while the next frame is optimized (a 720p 16-bit PNG
     takes ~0.1 s to write); at most ``depth`` frames wait, and a failed save is raised at the
-    next ``put`` or at ``close``. ``close`` finishes every frame already handed over, on Ctrl-C
-    too: they are done work, and the resume state must name them.
+    next ``put`` or at ``close``. No frame is saved after one that failed (the state would skip
+    it). ``close`` finishes every frame already handed over, on Ctrl-C too: they are done work,
+    and the resume state must name them.
     """
 
     def __init__(self, work: WorkDir, writer: VideoWriter, *, threaded: bool, depth: int = 2):
         self.work, self.writer, self.depth = work, writer, depth
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="save") if threaded else None
         self.pending: collections.deque[Future] = collections.deque()
+        self.failed = False
 
     def _store(self, index: int, image: torch.Tensor) -> None:
-        self.work.save_frame(index, image)
-        self.writer.write(image)
+        if self.failed:
+            return
+        try:
+            self.work.save_frame(index, image)
+            self.writer.write(image)
+        except BaseException:
+            self.failed = True
+            raise
 
     def put(self, index: int, image: torch.Tensor) -> None:
         if self.pool is None:
@@ -364,11 +372,18 @@ class FrameSink:
             self.pending.popleft().result()
         self.pending.append(self.pool.submit(self._store, index, image))
 
-    def close(self) -> None:
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for the frames handed over. ``raise_errors=False`` while another exception (Ctrl-C)
+        is on its way out: that one is what the user should hear about."""
         if self.pool is None:
             return
-        try:
-            while self.pending:
-                self.pending.popleft().result()
-        finally:
-            self.pool.shutdown(wait=True)  # after a failed save, the frames behind it still go
+        while True:
+            try:
+                self.pool.shutdown(wait=True)
+                break
+            except KeyboardInterrupt:  # again: the frames in hand take a fraction of a second
+                continue
+        errors = [f.exception() for f in self.pending if f.exception() is not None]
+        self.pending.clear()
+        if errors and raise_errors:
+            raise errors[0]

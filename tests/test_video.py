@@ -409,3 +409,76 @@ def test_encoder_keeps_no_video_with_a_frame_missing(tmp_path):
             for _ in range(2):
                 writer.write(np.zeros((24, 32, 3), np.uint8))
     assert list(tmp_path.glob("out*")) == []
+
+
+def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_path, monkeypatch):
+    """Frame 1's save fails on the worker while frame 2 already waits behind it: frame 2 is not
+    saved either, so the state never skips a frame; the error reaches the user."""
+    import time
+
+    clip = clip_factory(count=4)
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
+    real_save = video_job.WorkDir.save_frame
+
+    def fail_slowly_at_1(self, index, image):
+        if index == 1:
+            time.sleep(0.5)
+            raise OSError("No space left on device")
+        real_save(self, index, image)
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1)
+    with pytest.raises(OSError, match="No space"):
+        stylize(clip, tmp_path / "out.mp4", style=style_path)
+    work = tmp_path / "out.mp4.work"
+    assert json.loads((work / "state.json").read_text())["frames_done"] == 1
+    assert sorted(p.name for p in (work / "frames").iterdir()) == ["000000.png"]
+    assert not (tmp_path / "out.mp4").exists() and ffmpeg_children() == []
+
+
+def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, monkeypatch, capsys):
+    import time
+
+    from nstvideo import progress
+
+    clip = clip_factory(count=4)
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
+    real_save, real_done = video_job.WorkDir.save_frame, progress.FrameBar.frame_done
+
+    def fail_slowly_at_1(self, index, image):
+        if index == 1:
+            time.sleep(0.5)
+            raise OSError("No space left on device")
+        real_save(self, index, image)
+
+    calls: list = []
+
+    def interrupt_at_1(self, iterations, losses):  # Ctrl-C while frame 1 is being saved
+        real_done(self, iterations, losses)
+        calls.append(iterations)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1)
+    monkeypatch.setattr(progress.FrameBar, "frame_done", interrupt_at_1)
+    assert stylize(clip, tmp_path / "out.mp4", style=style_path) == 130
+    assert "interrupted after 1/4 frames" in capsys.readouterr().err
+
+
+def test_a_failure_before_the_first_frame_is_one_line(clip_factory, style_path, tmp_path, capsys,
+                                                      caplog):
+    """No encoder is started before a frame exists: imageio-ffmpeg would log a second line
+    ("No frames have been written") for an encoder closed empty."""
+    import logging
+
+    import torch
+
+    clip = clip_factory(count=2)
+    bad = tmp_path / "weights.pth"
+    torch.save([1, 2, 3], bad)
+    code = main(["stylize", str(clip), "--style", str(style_path), "-o", str(tmp_path / "out.mp4"),
+                 *FAST, "--weights", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("nstvideo: error:"), err
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not (tmp_path / "out.mp4").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
