@@ -40,6 +40,17 @@ def check_video_output(output: Path, inputs: Sequence[str]) -> None:
     refuse_overwriting(output, inputs)
 
 
+def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeConfig:
+    """Without --iterations, a video's frames after the first get their own default (they start
+    from the warped previous output) and the first frame twice the stills' per-scale default."""
+    from .config import FRAME_ITERATIONS
+
+    if iterations_given:
+        return config
+    first = config.video.first_iterations or 2 * config.optim.iterations
+    return config.replace(optim={"iterations": FRAME_ITERATIONS}, video={"first_iterations": first})
+
+
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     """The still planner's decision for one frame: its block size (None: whole) and memory."""
     from .stylize import plan
@@ -130,6 +141,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     if config.schedule.preserve_colors:
         raise UsageError("--preserve-colors is not available for video yet")
+    config = frame_budgets(config, iterations_given=hasattr(args, "OptimConfig.iterations"))
     info = probe(args.input)
     first, count = select_range(info, config)
     size = config.schedule.size

@@ -482,3 +482,19 @@ def test_a_failure_before_the_first_frame_is_one_line(clip_factory, style_path, 
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert not (tmp_path / "out.mp4").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+
+
+def test_iteration_budgets_of_a_video(clip_factory, style_path, tmp_path, capsys):
+    """Without --iterations, later frames get the video default and the first frame twice the
+    stills' default; --iterations sets later frames, and the first frame twice that."""
+    from nstvideo.config import FRAME_ITERATIONS, STILL_ITERATIONS
+
+    clip = clip_factory(count=2)
+    base = ["stylize", str(clip), "--style", str(style_path), "-o", str(tmp_path / "x.mp4"),
+            "--weights", "random", "--device", "cpu", "--dry-run"]
+    for extra, first, later in (([], 2 * STILL_ITERATIONS, FRAME_ITERATIONS),
+                                (["--iterations", "40"], 80, 40),
+                                (["--first-iterations", "300"], 300, FRAME_ITERATIONS)):
+        assert main(base + extra) == 0
+        out = capsys.readouterr().out
+        assert f"{first} iterations for the first frame, {later} after" in out, out
