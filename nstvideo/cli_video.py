@@ -17,7 +17,7 @@ from typing import Sequence
 import cv2
 
 from .config import StylizeConfig, VideoConfig
-from .errors import UsageError
+from .errors import OutputError, UsageError
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
@@ -184,6 +184,9 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                     args, config, device=device, tile_size=step.tile_size, styles=styles,
                     work=work, writer=writer, first=first, count=count, done=done,
                     size=(height, width))
+    except OutputError as error:
+        raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
+                          "command again to write the video") from None
     except KeyboardInterrupt:
         finished = json.loads(work.state_path.read_text())["frames_done"]
         if finished < count:

@@ -16,6 +16,10 @@ class InputError(NstError):
     """An input file is missing, unreadable or not what it claims to be."""
 
 
+class OutputError(NstError):
+    """An output could not be written whole (a full disk, a failing encoder); nothing was kept."""
+
+
 class WeightsError(NstError):
     """VGG weights are missing or not a usable state dict."""
 

@@ -20,7 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
-from .errors import InputError, UsageError
+from .errors import InputError, OutputError, UsageError
 from . import images
 from .images import temp_beside
 
@@ -84,13 +84,21 @@ class VideoWriter:
             return  # no frame came: no ffmpeg ran and no file was made
         try:
             gen.close()  # flushes and waits for ffmpeg, or stops it
-        except BaseException:
+            if exc_type is None:
+                self._check(temp)
+                os.replace(temp, self.path)
+        finally:
             temp.unlink(missing_ok=True)
-            raise
-        if exc_type is None:
-            os.replace(temp, self.path)
-        else:
-            temp.unlink(missing_ok=True)
+
+    def _check(self, temp: Path) -> None:
+        """imageio-ffmpeg does not look at ffmpeg's exit status: count what it really wrote."""
+        try:
+            encoded = probe(temp).frames
+        except InputError:
+            encoded = 0
+        if encoded != self.frames_written:
+            raise OutputError(f"{self.path}: the encoder wrote {encoded} of {self.frames_written} "
+                              "frames (is the disk full?); no video was kept")
 
 
 # --- reading -------------------------------------------------------------------------------------

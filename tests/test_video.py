@@ -498,3 +498,30 @@ def test_iteration_budgets_of_a_video(clip_factory, style_path, tmp_path, capsys
         assert main(base + extra) == 0
         out = capsys.readouterr().out
         assert f"{first} iterations for the first frame, {later} after" in out, out
+
+
+def test_an_encoder_that_lost_frames_keeps_no_video(clip_factory, style_path, tmp_path,
+                                                    monkeypatch, capsys):
+    """ffmpeg failing at the end (a full disk) is caught by counting the frames it wrote: one
+    line, no output, the frames kept; the same command then writes the video."""
+    clip = clip_factory(count=4)
+    output = tmp_path / "out.mp4"
+    real_probe = video.probe
+
+    def short_probe(path):
+        info = real_probe(path)
+        if ".part" in Path(path).name:
+            return video.VideoInfo(info.width, info.height, info.fps, info.frames - 1,
+                                   info.has_audio, info.audio_codec)
+        return info
+
+    monkeypatch.setattr(video, "probe", short_probe)
+    assert stylize(clip, output, style=style_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wrote 3 of 4 frames" in err[0] and "run the same command" in err[0]
+    assert not output.exists() and ffmpeg_children() == []
+    state = json.loads((tmp_path / "out.mp4.work" / "state.json").read_text())
+    assert state["frames_done"] == 4
+    monkeypatch.setattr(video, "probe", real_probe)
+    assert stylize(clip, output, style=style_path) == 0
+    assert video.probe(output).frames == 4
