@@ -202,14 +202,18 @@ def test_selection():
     assert video_job.processing_size(360, 640, 320) == (180, 320, False)
 
 
-def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path, monkeypatch,
+                                              threaded):
+    """A failing save stops the run, with the save on the main thread or on the worker."""
     clip = clip_factory(count=80)  # the reader's ffmpeg is still running when the failure comes
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: threaded)
 
     def fail(self, index, image):
-        raise RuntimeError("disk full")
+        raise OSError("No space left on device")
 
     monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OSError, match="No space"):
         stylize(clip, tmp_path / "out.mp4", style=style_path)
     assert ffmpeg_children() == []
     assert not (tmp_path / "out.mp4").exists()
@@ -385,20 +389,6 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
     assert video.probe(resumed).frames == 4
 
 
-def test_a_failed_save_on_the_worker_stops_the_run(clip_factory, style_path, tmp_path, monkeypatch):
-    clip = clip_factory(count=4)
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
-
-    def fail(self, index, image):
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
-    with pytest.raises(OSError, match="No space"):
-        stylize(clip, tmp_path / "out.mp4", style=style_path)
-    assert ffmpeg_children() == []
-    assert not (tmp_path / "out.mp4").exists()
-
-
 def test_encoder_keeps_no_video_with_a_frame_missing(tmp_path):
     work = video_job.WorkDir(tmp_path / "work")
     work.path.mkdir()
@@ -411,22 +401,26 @@ def test_encoder_keeps_no_video_with_a_frame_missing(tmp_path):
     assert list(tmp_path.glob("out*")) == []
 
 
-def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_path, monkeypatch):
-    """Frame 1's save fails on the worker while frame 2 already waits behind it: frame 2 is not
-    saved either, so the state never skips a frame; the error reaches the user."""
+def fail_slowly_at_1(real_save):
+    """A save that fails for frame 1 only, after a while (frames behind it are handed over)."""
     import time
 
-    clip = clip_factory(count=4)
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
-    real_save = video_job.WorkDir.save_frame
-
-    def fail_slowly_at_1(self, index, image):
+    def save(self, index, image):
         if index == 1:
             time.sleep(0.5)
             raise OSError("No space left on device")
         real_save(self, index, image)
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1)
+    return save
+
+
+def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_path, monkeypatch):
+    """Frame 1's save fails on the worker while frame 2 already waits behind it: frame 2 is not
+    saved either, so the state never skips a frame; the error reaches the user."""
+    clip = clip_factory(count=4)
+    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
+    real_save = video_job.WorkDir.save_frame
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1(real_save))
     with pytest.raises(OSError, match="No space"):
         stylize(clip, tmp_path / "out.mp4", style=style_path)
     work = tmp_path / "out.mp4.work"
@@ -436,20 +430,11 @@ def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_p
 
 
 def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, monkeypatch, capsys):
-    import time
-
     from nstvideo import progress
 
     clip = clip_factory(count=4)
     monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
     real_save, real_done = video_job.WorkDir.save_frame, progress.FrameBar.frame_done
-
-    def fail_slowly_at_1(self, index, image):
-        if index == 1:
-            time.sleep(0.5)
-            raise OSError("No space left on device")
-        real_save(self, index, image)
-
     calls: list = []
 
     def interrupt_at_1(self, iterations, losses):  # Ctrl-C while frame 1 is being saved
@@ -458,7 +443,7 @@ def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, mon
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1)
+    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1(real_save))
     monkeypatch.setattr(progress.FrameBar, "frame_done", interrupt_at_1)
     assert stylize(clip, tmp_path / "out.mp4", style=style_path) == 130
     assert "interrupted after 1/4 frames" in capsys.readouterr().err
