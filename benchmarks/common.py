@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from typing import Optional
 
 import torch
 
@@ -44,21 +45,28 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measured_gemm_tflops(device: torch.device, precision: str, n: int = 2048) -> float:
+def measured_gemm_tflops(device: torch.device, precision: str, n: Optional[int] = None,
+                         repeats: int = 10) -> float:
     """What a large square matmul reaches here in this precision: the practical ceiling, for
-    devices whose peak we have no table for (CPUs). TF32 follows configure_precision."""
+    devices whose peak we have no table for (CPUs). TF32 follows configure_precision.
+
+    On a GPU one 2048³ product takes ~25 µs, about what a launch and a synchronize cost, so there
+    the size is 8192 and ``repeats`` products run between two synchronizes."""
     import time
 
+    n = n or (8192 if device.type == "cuda" else 2048)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up: library and kernel selection
     best = float("inf")
-    for _ in range(6):
+    for _ in range(3):
         synchronize(device)
         start = time.perf_counter()
-        a @ b
+        for _ in range(repeats):
+            a @ b
         synchronize(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (time.perf_counter() - start) / repeats)
     return 2 * n ** 3 / best / 1e12
 
 

@@ -231,17 +231,18 @@ class BlockwiseObjective:
 
         Out of device memory, the blocks shrink and the evaluation is redone: nothing is lost.
         """
+        smallest = min_tile_size(self.margin, self.stride)
         while True:
             try:
                 return self._evaluate_once(canvas)
             except torch.OutOfMemoryError:
-                smallest = min_tile_size(self.margin, self.stride)
                 if self.tile_size <= smallest:
                     raise UsageError(f"out of device memory even with {self.tile_size}px blocks; "
                                      "free GPU memory or use --device cpu") from None
-                canvas.grad = None
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                self.replan(max(smallest, int(self.tile_size * SHRINK) // self.stride * self.stride))
+            # past the except block: the traceback no longer holds the failed attempt's tensors
+            canvas.grad = None
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.replan(max(smallest, int(self.tile_size * SHRINK) // self.stride * self.stride))
 
     __call__ = evaluate

@@ -73,7 +73,10 @@ def available_memory(device: torch.device) -> int:
     """Bytes free for new allocations on the device (GPU) or in host RAM (CPU)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        # memory PyTorch's allocator holds but no tensor uses is free to us too: without it, a
+        # second run in one process (sweep, layers) would plan smaller blocks than the first
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + cached)
     return host_available_memory()
 
 

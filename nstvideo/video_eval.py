@@ -78,6 +78,9 @@ def _style_measure(styles: Sequence[str], config: StylizeConfig, height: int, wi
     from .stylize import build_network
     from .video_job import style_targets
 
+    from .runtime import configure_precision
+
+    configure_precision(config.model.precision)  # TF32 only when asked for, as in stylize
     network, _ = build_network(config)
     device = next(network.parameters()).device
     grams = style_targets(network, [images.load(s) for s in styles], config, max(height, width))
