@@ -26,9 +26,9 @@ from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
 from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
-from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION, ScaleStep,
-                       canvas_state_bytes, choose_tile_size, estimate_memory_mib, fit_long_side,
-                       lbfgs_history_for, plan_scales)
+from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION,
+                       MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes, choose_tile_size,
+                       estimate_memory_mib, fit_long_side, lbfgs_history_for, plan_scales)
 from .tiling import margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
@@ -144,7 +144,11 @@ def plan(config: StylizeConfig, height: int, width: int,
             blocks = plan_blocks(step.height, step.width, tile, margin, stride)
             grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
-        canvas_need = canvas_state_bytes(step.height, step.width, config.optim.lbfgs_history)
+        # The canvas leaves the device only when even the shortest L-BFGS history (none for
+        # Adam) does not fit beside a block: on the host every block crosses the bus twice per
+        # iteration and the optimizer's vector work runs on the CPU.
+        fewest = MIN_LBFGS_HISTORY if config.optim.optimizer == "lbfgs" else 0
+        canvas_need = canvas_state_bytes(step.height, step.width, fewest)
         on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
         if shared:
             room = host_free - block_bytes

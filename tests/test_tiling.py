@@ -140,3 +140,24 @@ def test_tiled_render_equals_untiled_render(tmp_path, capsys, content_path, styl
     for profile, edges in ((rows, row_edges), (cols, col_edges)):
         at_edges = max(profile[e + d] for e in edges for d in (-1, 0) if 0 <= e + d < len(profile))
         assert at_edges <= max(profile.max() / 2, 3), (profile, edges)
+
+
+def test_plan_keeps_a_poster_canvas_on_the_gpu_with_a_shorter_history(monkeypatch):
+    """An 8192² poster on an 80 GB GPU: the canvas stays on the device with fewer L-BFGS pairs
+    (on the host every block would cross the bus twice per iteration); Adam keeps no pairs;
+    only a device too small for even the shortest history sends the canvas to the host."""
+    from nstvideo import stylize
+    from nstvideo.config import StylizeConfig
+    from nstvideo.schedule import MIN_LBFGS_HISTORY
+
+    gib = 1 << 30
+    monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
+    config = StylizeConfig().replace(schedule={"size": 8192, "min_scale": 8192},
+                                     model={"precision": "tf32"})
+    for free, optimizer, on_host in ((80, "lbfgs", False), (80, "adam", False), (12, "lbfgs", True)):
+        monkeypatch.setattr(stylize, "available_memory", lambda device, free=free: free * gib)
+        step = stylize.plan(config.replace(optim={"optimizer": optimizer}), 8192, 8192,
+                            torch.device("cuda"))[-1]
+        assert step.tile_size and step.canvas_on_host == on_host, (free, optimizer)
+        if optimizer == "lbfgs" and not on_host:
+            assert MIN_LBFGS_HISTORY <= step.lbfgs_history < config.optim.lbfgs_history
