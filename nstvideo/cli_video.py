@@ -52,7 +52,8 @@ def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeCo
 
 
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
-    """The still planner's decision for one frame: its block size (None: whole) and memory."""
+    """The still planner's decision for one frame: block size (None: whole), canvas placement,
+    L-BFGS history and memory."""
     from .stylize import plan
 
     long_side = max(height, width)
@@ -60,7 +61,7 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     return plan(single, height, width, device)[-1]
 
 
-def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, tile_size, styles,
+def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layout, styles,
                work, writer, first: int, count: int, done: int,
                size: tuple[int, int]) -> tuple[list[dict], list[tuple[str, list]]]:
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
@@ -97,7 +98,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, tile_
                            content=panel) as recorders:
             for item in stylize_frames(frames, grams, config, network=network, total=count,
                                        start_index=done, previous=previous, callbacks=[bar],
-                                       first_frame_callbacks=recorders, tile_size=tile_size):
+                                       first_frame_callbacks=recorders, layout=layout):
                 sink.put(item.index, item.image)
                 losses = item.result.final_losses()
                 bar.frame_done(item.result.iterations_run, losses)
@@ -181,7 +182,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                 writer.write(work.load_frame(index))
             if done < count:
                 per_frame, histories = run_frames(
-                    args, config, device=device, tile_size=step.tile_size, styles=styles,
+                    args, config, device=device, layout=step, styles=styles,
                     work=work, writer=writer, first=first, count=count, done=done,
                     size=(height, width))
     except OutputError as error:

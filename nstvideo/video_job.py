@@ -25,7 +25,7 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -42,6 +42,7 @@ from .features import VGGFeatures, canonical_layers
 from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
 from .resume import job_fingerprint, read_state, write_state
+from .schedule import ScaleStep
 from .stylize import initial_canvas, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
@@ -144,18 +145,24 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                    start_index: int = 0, previous: Optional[Carry] = None,
                    callbacks: Sequence[Callback] = (),
                    first_frame_callbacks: Sequence[Callback] = (),
-                   tile_size: Optional[int] = None,
+                   layout: Optional[ScaleStep] = None,
                    flow_ahead: Optional[bool] = None) -> Iterator[FrameResult]:
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``previous`` continue an interrupted run; ``first_frame_callbacks`` are
-    engine callbacks attached to the first frame of the video only (index 0). With ``tile_size``
-    every frame is optimized block by block with the exact global loss (frames too big for the
-    device). ``flow_ahead`` computes the next frame's flow on a worker thread during the current
+    engine callbacks attached to the first frame of the video only (index 0). ``layout`` is the
+    planner's decision for one frame (``stylize.plan``): with a block size, every frame is
+    optimized block by block with the exact global loss (frames too big for the device), with
+    the L-BFGS history that fits and the canvas on the host when it must be. ``flow_ahead`` computes the next frame's flow on a worker thread during the current
     frame's optimization; by default when ``workers_pay``. The frames are the same either way.
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
+    tile_size = layout.tile_size if layout is not None else None
+    canvas_device = torch.device("cpu") if layout is not None and layout.canvas_on_host else device
+    optim = config.optim
+    if layout is not None and layout.lbfgs_history:
+        optim = replace(optim, lbfgs_history=layout.lbfgs_history)
     arch = config.model.model
     terms = dict(content_layers=canonical_layers(loss.content_layers, arch),
                  style_layers=canonical_layers(loss.style_layers, arch), styles=(),
@@ -195,12 +202,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 mask_t = torch.from_numpy(mask)[None, None]
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
-                    objective.set_temporal(warped_t.to(device), mask_t.to(device),
+                    objective.set_temporal(warped_t.to(canvas_device), mask_t.to(canvas_device),
                                            video.temporal_weight)
             if upcoming is not None:
                 flows.prefetch(index + 1, upcoming[1], current)
             extra = first_frame_callbacks if index == 0 else ()
-            result = optimize(start.to(device), evaluate, config.optim,
+            result = optimize(start.to(canvas_device), evaluate, optim,
                               iterations=(first_iterations(config) if index == 0
                                           else config.optim.iterations),
                               callbacks=list(callbacks) + list(extra),

@@ -510,3 +510,36 @@ def test_an_encoder_that_lost_frames_keeps_no_video(clip_factory, style_path, tm
     monkeypatch.setattr(video, "probe", real_probe)
     assert stylize(clip, output, style=style_path) == 0
     assert video.probe(output).frames == 4
+
+
+def test_frames_follow_the_planned_history(monkeypatch):
+    """The planner's L-BFGS history for a frame (what fits the device) is the one each frame's
+    optimizer gets, not the configured one."""
+    import torch
+
+    from nstvideo import images
+    from nstvideo.features import VGGFeatures
+    from conftest import moving_frames
+    from nstvideo.schedule import ScaleStep
+
+    used = []
+    real_optimize = video_job.optimize
+
+    def spy(start, evaluate, config, **kwargs):
+        used.append((config.lbfgs_history, start.device.type))
+        return real_optimize(start, evaluate, config, **kwargs)
+
+    monkeypatch.setattr(video_job, "optimize", spy)
+    layers = ("relu1_1", "relu2_1")
+    network = VGGFeatures("vgg19", layers)
+    config = StylizeConfig().replace(
+        model={"weights": "random", "device": "cpu", "precision": "fp32"},
+        loss={"content_layers": ("relu2_1",), "style_layers": layers},
+        optim={"iterations": 2}, video={"first_iterations": 2})
+    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(2, 32, 40)]
+    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 40)
+    layout = ScaleStep(0, 32, 40, 2, lbfgs_history=7, canvas_on_host=True)
+    results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=2,
+                                            layout=layout))
+    assert len(results) == 2 and used == [(7, "cpu"), (7, "cpu")]
+    assert all(r.image.shape == (1, 3, 32, 40) and torch.isfinite(r.image).all() for r in results)
