@@ -73,12 +73,22 @@ def main() -> None:
     key = "device_peak_allocated_mib" if args.device.startswith("cuda") else "host_peak_rss_mib"
     small, large = find(sizes[0], True), find(max(sizes), True)
     whole, tiled = find(args.overhead_size, False), find(args.overhead_size, True)
+    whole_large = find(max(sizes), False)
+
+    def against_whole(value: float, other: dict, reference: float):
+        """A ratio to a run asked to go whole, or None where the planner tiled it anyway (the
+        canvas did not fit the device): then both sides would be block-wise."""
+        return round(value / reference, 3) if other["blocks"] == 1 else None
+
     emit({"benchmark": "tiling", "device": args.device, "precision": args.precision,
           "iterations": args.iterations, "runs": runs,
           "pixel_ratio": round((max(sizes) / sizes[0]) ** 2, 2),
           "peak_memory_ratio_large_to_small_tiled": round(large["memory"][key] / small["memory"][key], 3),
-          "peak_memory_tiled_vs_untiled_at_largest": round(large["memory"][key] / find(max(sizes), False)["memory"][key], 3),
-          "blockwise_time_overhead": round(tiled["ms_per_iteration"] / whole["ms_per_iteration"], 3),
+          "peak_memory_tiled_vs_untiled_at_largest": against_whole(
+              large["memory"][key], whole_large, whole_large["memory"][key]),
+          "untiled_run_blocks_at_largest": whole_large["blocks"],
+          "blockwise_time_overhead": against_whole(
+              tiled["ms_per_iteration"], whole, whole["ms_per_iteration"]),
           "memory_measure": key})
 
 

@@ -109,6 +109,25 @@ class BlockwiseObjective:
     def replan(self, tile_size: int) -> None:
         self.tile_size = tile_size
         self.blocks: list[Block] = plan_blocks(self.height, self.width, tile_size, self.margin, self.stride)
+        self._staged: dict[tuple[int, str], torch.Tensor] = {}
+
+    def _content_target(self, index: int, block: Block, layer: str) -> torch.Tensor:
+        """Block ``index``'s inner content target, on the device.
+
+        The whole targets stay where the content was (the host, for a poster). A plain copy of a
+        slice from there would wait for the GPU at every block of every iteration, so each
+        block's slice is staged once in pinned memory and then copied without waiting."""
+        target = self.content_targets[layer]
+        part = target[(..., *block.feature_box(self.strides[layer]).slices())]
+        if target.device == self.device:
+            return part
+        staged = self._staged.get((index, layer))
+        if staged is None:
+            staged = part.contiguous()
+            if self.device.type == "cuda":
+                staged = staged.pin_memory()
+            self._staged[(index, layer)] = staged
+        return staged.to(self.device, non_blocking=True)
 
     def positions(self, layer: str) -> int:
         stride = self.strides[layer]
@@ -208,9 +227,7 @@ class BlockwiseObjective:
                 content = torch.zeros((), device=self.device)
                 for layer in self.content_layers:
                     inner = self._inner(features, block, layer).float()
-                    box = block.feature_box(self.strides[layer])
-                    target = self.content_targets[layer][..., box.y0:box.y0 + inner.shape[-2],
-                                                         box.x0:box.x0 + inner.shape[-1]].to(self.device)
+                    target = self._content_target(index, block, layer)
                     count = inner.shape[1] * self.positions(layer)
                     content = content + (inner - target).pow(2).sum() / (count * self.content_energy[layer])
                 terms["content"] = self.content_weight * content / len(self.content_layers)

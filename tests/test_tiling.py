@@ -161,3 +161,25 @@ def test_plan_keeps_a_poster_canvas_on_the_gpu_with_a_shorter_history(monkeypatc
         assert step.tile_size and step.canvas_on_host == on_host, (free, optimizer)
         if optimizer == "lbfgs" and not on_host:
             assert MIN_LBFGS_HISTORY <= step.lbfgs_history < config.optim.lbfgs_history
+
+
+def test_content_targets_from_host_memory_are_staged_once_per_block():
+    """Content targets kept on the host (a poster) reach a device through one staged contiguous
+    copy per block and layer, made once and reused every iteration; the parts are the exact
+    slices, and together they cover the whole target."""
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    network = VGGFeatures("vgg19", layers)
+    _, tiled, _ = _objectives(network, (150, 190), 128, ["relu2_1", "relu3_1"], layers)
+    tiled.device = torch.device("meta")  # the targets are on the CPU: "another device"
+    covered = {layer: torch.zeros_like(t[0, 0], dtype=torch.int) for layer, t in tiled.content_targets.items()}
+    for index, block in enumerate(tiled.blocks):
+        for layer, target in tiled.content_targets.items():
+            box = block.feature_box(tiled.strides[layer])
+            on_device = tiled._content_target(index, block, layer)
+            staged = tiled._staged[(index, layer)]
+            assert on_device.device.type == "meta" and on_device.shape == staged.shape
+            assert staged.is_contiguous() and torch.equal(staged, target[(..., *box.slices())])
+            assert tiled._content_target(index, block, layer) is not None
+            assert tiled._staged[(index, layer)] is staged  # staged once, then reused
+            covered[layer][box.slices()] += 1
+    assert all(bool((c == 1).all()) for c in covered.values())
