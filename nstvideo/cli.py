@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch  # already loaded by the package (nstvideo/__init__.py)
+
 from . import __version__
 from .config import SECTIONS, StylizeConfig
 from .errors import NstError, UsageError
@@ -389,6 +391,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except NstError as exc:
         print(f"nstvideo: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (MemoryError, torch.OutOfMemoryError) as exc:  # where no block shrinking applies
+        where = "device" if isinstance(exc, torch.OutOfMemoryError) else "host"
+        print(f"nstvideo: error: out of {where} memory; use a smaller --tile-size, "
+              "--lbfgs-history or --size, or --optimizer adam", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("nstvideo: interrupted; no output written", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -12,7 +12,8 @@ each frame is a unit for the engine, warm-started from the previous output (Rude
 The job keeps every finished frame as a 16-bit PNG in the work folder with a JSON state, so an
 interrupted run resumes at the next frame. The next frame is always warm-started from the saved
 (16-bit quantised) output, resumed or not, so a resumed run gives exactly the frames of an
-uninterrupted one. Each finished frame also goes straight into the H.264 encoder, which runs for
+uninterrupted one (on a GPU, up to the rounding of the convolution algorithms cuDNN's autotuning
+picks in each process). Each finished frame also goes straight into the H.264 encoder, which runs for
 the whole job (a resumed run first feeds it the frames already saved); the MP4 is kept only when
 every frame went in, and the audio is muxed in then.
 """
@@ -212,6 +213,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                                           else config.optim.iterations),
                               callbacks=list(callbacks) + list(extra),
                               stage=Stage(f"frame {index + 1}/{total}", index, total))
+            if tile_size:  # blocks shrunk after running out of memory stay shrunk for later frames
+                tile_size = objective.tile_size
             output = quantise(result.canvas)
             yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
                               reliable_fraction)

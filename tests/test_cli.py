@@ -155,3 +155,20 @@ def test_every_command_prints_its_help(capsys):
     with pytest.raises(SystemExit):
         main(["stylize", "--help"])
     assert "0.3%" in capsys.readouterr().out  # a literal percent sign in a flag's help
+
+
+def test_out_of_memory_outside_the_blocks_is_one_line(capsys, content_path, style_path, monkeypatch):
+    """Memory the block-wise retry cannot win back (a whole canvas, the L-BFGS pairs): one line
+    naming what to lower, exit 2, no traceback."""
+    import torch
+
+    from nstvideo import engine
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 74.00 GiB")
+
+    monkeypatch.setattr(engine, "LBFGS", out_of_memory)
+    code, _, err = run(capsys, "stylize", content_path, "--style", style_path, *FAST, "-o", "x.png")
+    errors = [line for line in err.splitlines() if "WARNING: --weights random" not in line]
+    _one_line_error(code, "", "\n".join(errors))
+    assert "out of device memory" in errors[0] and "--tile-size" in errors[0]

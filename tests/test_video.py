@@ -543,3 +543,38 @@ def test_frames_follow_the_planned_history(monkeypatch):
                                             layout=layout))
     assert len(results) == 2 and used == [(7, "cpu"), (7, "cpu")]
     assert all(r.image.shape == (1, 3, 32, 40) and torch.isfinite(r.image).all() for r in results)
+
+
+def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
+    """A frame that ran out of memory retries with smaller blocks; the next frames start there
+    instead of failing again at the planned size."""
+    import torch
+
+    from conftest import moving_frames
+    from nstvideo import images
+    from nstvideo.blockwise import BlockwiseObjective
+    from nstvideo.features import VGGFeatures
+    from nstvideo.schedule import ScaleStep
+
+    failures = []
+    real_evaluate = BlockwiseObjective._evaluate_once
+
+    def limited(self, canvas):
+        if self.tile_size > 96:
+            failures.append(self.tile_size)
+            raise torch.OutOfMemoryError("simulated")
+        return real_evaluate(self, canvas)
+
+    monkeypatch.setattr(BlockwiseObjective, "_evaluate_once", limited)
+    layers = ("relu1_1", "relu2_1", "relu3_1")
+    network = VGGFeatures("vgg19", layers)
+    config = StylizeConfig().replace(
+        model={"weights": "random", "device": "cpu", "precision": "fp32"},
+        loss={"content_layers": ("relu3_1",), "style_layers": layers},
+        optim={"iterations": 2}, video={"first_iterations": 2})
+    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(3, 96, 128)]
+    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 128)
+    layout = ScaleStep(0, 96, 128, 2, tile_size=128)
+    results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=3,
+                                            layout=layout))
+    assert len(results) == 3 and failures == [128]  # the first frame only
