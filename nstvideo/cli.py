@@ -112,6 +112,8 @@ def validate(config: StylizeConfig) -> None:
         (config.schedule.tile_size is None or config.schedule.tile_size >= 16,
          "--tile-size must be at least 16 px"),
         (config.output.bit_depth in (None, 8, 16), "--bit-depth must be 8 or 16"),
+        (config.model.max_memory is None or config.model.max_memory > 0,
+         "--max-memory must be positive (GiB)"),
         (config.video.temporal_weight >= 0, "--temporal-weight must be >= 0"),
         (config.video.first_iterations is None or config.video.first_iterations >= 1,
          "--first-iterations must be at least 1"),

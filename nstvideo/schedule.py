@@ -15,6 +15,7 @@ FULL_ITERATIONS_UP_TO = 1024  # long side (px) up to which a scale gets all --it
 BLOCK_MEMORY_FRACTION = 0.5  # of the device's free memory, for one block's activations
 HOST_HISTORY_FRACTION = 0.5  # of free host memory, for L-BFGS history of a host-resident canvas
 MIN_LBFGS_HISTORY = 5
+MIN_DEVICE_TILE = 1024  # blocks shrink down to this to keep a block-wise canvas on the GPU
 CANVAS_COPIES = 6  # canvas, gradient, optimizer temporaries: what scales with the canvas besides history
 
 

@@ -27,8 +27,9 @@ from .objective import StyleObjective
 from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION,
-                       MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes, choose_tile_size,
-                       estimate_memory_mib, fit_long_side, lbfgs_history_for, plan_scales)
+                       MIN_DEVICE_TILE, MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes,
+                       choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
+                       plan_scales)
 from .tiling import margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
@@ -134,6 +135,10 @@ def plan(config: StylizeConfig, height: int, width: int,
     free = available_memory(device)
     host_free = host_available_memory()
     shared = device.type == "cpu"  # blocks and canvas draw on the same RAM
+    if config.model.max_memory is not None:  # --max-memory: a share of a GPU, or a bound to prove
+        free = min(free, int(config.model.max_memory * (1 << 30)))
+        if shared:
+            host_free = min(host_free, free)
     planned = []
     for step in steps:
         budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
@@ -150,6 +155,15 @@ def plan(config: StylizeConfig, height: int, width: int,
         fewest = MIN_LBFGS_HISTORY if config.optim.optimizer == "lbfgs" else 0
         canvas_need = canvas_state_bytes(step.height, step.width, fewest)
         on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
+        if on_host and s.tile_size is None:
+            # smaller blocks beside a device canvas beat big blocks beside a host one, down to
+            # blocks of MIN_DEVICE_TILE px (their margins then cost ~1.3x)
+            room = free - canvas_need
+            smaller = choose_tile_size(step.height, step.width, estimate, room, None, smallest, stride)
+            if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= room:
+                tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False
+                blocks = plan_blocks(step.height, step.width, tile, margin, stride)
+                grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         if shared:
             room = host_free - block_bytes
         else:

@@ -183,3 +183,29 @@ def test_content_targets_from_host_memory_are_staged_once_per_block():
             assert tiled._staged[(index, layer)] is staged  # staged once, then reused
             covered[layer][box.slices()] += 1
     assert all(bool((c == 1).all()) for c in covered.values())
+
+
+def test_max_memory_bounds_the_plan(monkeypatch):
+    """A 100 MP poster with --max-memory 24 on an 80 GB GPU: smaller blocks, the canvas still on
+    the GPU, and blocks plus canvas state planned within 24 GiB (the poster target's bound)."""
+    from nstvideo import stylize
+    from nstvideo.config import StylizeConfig
+    from nstvideo.schedule import MIN_DEVICE_TILE, canvas_state_bytes
+
+    gib = 1 << 30
+    monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
+    monkeypatch.setattr(stylize, "available_memory", lambda device: 80 * gib)
+    config = StylizeConfig().replace(schedule={"size": 10000, "min_scale": 10000},
+                                     model={"precision": "bf16"})
+    free = stylize.plan(config, 10000, 10000, torch.device("cuda"))[-1]
+    bounded = stylize.plan(config.replace(model={"max_memory": 24.0}), 10000, 10000,
+                           torch.device("cuda"))[-1]
+    assert bounded.tile_size < free.tile_size
+    # the canvas stays on the GPU: blocks shrink (not below MIN_DEVICE_TILE) to make room
+    assert not bounded.canvas_on_host and bounded.tile_size >= MIN_DEVICE_TILE
+    planned = bounded.activation_mib * (1 << 20) + canvas_state_bytes(10000, 10000,
+                                                                      bounded.lbfgs_history)
+    assert planned <= 24 * gib, planned / gib
+    tight = stylize.plan(config.replace(model={"max_memory": 12.0}), 10000, 10000,
+                         torch.device("cuda"))[-1]
+    assert tight.canvas_on_host  # 100 MP of canvas state alone needs ~18 GiB
