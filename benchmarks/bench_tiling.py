@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tiling.py                        # CPU: 384/1152 px, blocks of 384 px
     python benchmarks/bench_tiling.py --device cuda --sizes 1024,2048,4096,8192 --tile 1024 --iterations 5
+    python benchmarks/bench_tiling.py --device cuda --sizes 2048,10000 --tile 0 --max-memory 24   # planner's blocks
 
 Each run is a separate `nstvideo stylize` process (so peak memory is that run's own), with
 random weights, Adam and a synthetic content image of the given size. Reports per-iteration time,
@@ -35,6 +36,8 @@ def run(content: Path, style: Path, size: int, tile, args, folder: Path) -> dict
             "-o", str(folder / f"out_{size}_{tile}.png")]
     if tile:
         argv += ["--tile-size", str(tile)]
+    if args.max_memory:
+        argv += ["--max-memory", str(args.max_memory)]
     subprocess.run(argv, check=True, cwd=REPO)
     data = json.loads(report.read_text())
     scale = data["scales"][-1]
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=384)
     parser.add_argument("--overhead-size", type=int, default=768, help="size run both whole and tiled")
     parser.add_argument("--iterations", type=int, default=2)
+    parser.add_argument("--max-memory", type=float, default=None,
+                        help="nstvideo's --max-memory (GiB) for every run")
     args = parser.parse_args()
     runs = []
     with tempfile.TemporaryDirectory() as temp:
