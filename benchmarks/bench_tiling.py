@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tiling.py                        # CPU: 384/1152 px, blocks of 384 px
     python benchmarks/bench_tiling.py --device cuda --sizes 1024,2048,4096,8192 --tile 1024 --iterations 5
-    python benchmarks/bench_tiling.py --device cuda --sizes 2048,10000 --tile 0 --max-memory 24   # planner's blocks
+    python benchmarks/bench_tiling.py --device cuda --sizes 2048,10000 --tile 0 --max-memory 24  # planner's blocks
 
 Each run is a separate `nstvideo stylize` process (so peak memory is that run's own), with
 random weights, Adam and a synthetic content image of the given size. Reports per-iteration time,
@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import cv2
 
@@ -68,32 +69,33 @@ def main() -> None:
             cv2.imwrite(str(content), cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC))
             runs.append(run(content, style, size, args.tile, args, folder))
             print(json.dumps(runs[-1]), file=sys.stderr)
-            if size == args.overhead_size or size == max(sizes):
+            if args.tile and (size == args.overhead_size or size == max(sizes)):  # 0: same run
                 runs.append(run(content, style, size, None, args, folder))
                 print(json.dumps(runs[-1]), file=sys.stderr)
 
     def find(size, tiled):
-        return next(r for r in runs if r["size"] == size and (r["tile"] is not None) == tiled)
+        return next((r for r in runs if r["size"] == size and (r["tile"] is not None) == tiled),
+                    None)
 
     key = "device_peak_allocated_mib" if args.device.startswith("cuda") else "host_peak_rss_mib"
     small, large = find(sizes[0], True), find(max(sizes), True)
     whole, tiled = find(args.overhead_size, False), find(args.overhead_size, True)
     whole_large = find(max(sizes), False)
 
-    def against_whole(value: float, other: dict, reference: float):
+    def against_whole(value: float, other: Optional[dict], reference: float):
         """A ratio to a run asked to go whole, or None where the planner tiled it anyway (the
-        canvas did not fit the device): then both sides would be block-wise."""
-        return round(value / reference, 3) if other["blocks"] == 1 else None
+        canvas did not fit the device: both sides would be block-wise) or none ran (--tile 0)."""
+        return round(value / reference, 3) if other and other["blocks"] == 1 else None
 
     emit({"benchmark": "tiling", "device": args.device, "precision": args.precision,
           "iterations": args.iterations, "runs": runs,
           "pixel_ratio": round((max(sizes) / sizes[0]) ** 2, 2),
           "peak_memory_ratio_large_to_small_tiled": round(large["memory"][key] / small["memory"][key], 3),
           "peak_memory_tiled_vs_untiled_at_largest": against_whole(
-              large["memory"][key], whole_large, whole_large["memory"][key]),
-          "untiled_run_blocks_at_largest": whole_large["blocks"],
+              large["memory"][key], whole_large, whole_large and whole_large["memory"][key]),
+          "untiled_run_blocks_at_largest": whole_large and whole_large["blocks"],
           "blockwise_time_overhead": against_whole(
-              tiled["ms_per_iteration"], whole, whole["ms_per_iteration"]),
+              tiled["ms_per_iteration"], whole, whole and whole["ms_per_iteration"]),
           "memory_measure": key})
 
 

@@ -395,8 +395,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except (MemoryError, torch.OutOfMemoryError) as exc:  # where no block shrinking applies
         where = "device" if isinstance(exc, torch.OutOfMemoryError) else "host"
-        print(f"nstvideo: error: out of {where} memory; use a smaller --tile-size, "
-              "--lbfgs-history or --size, or --optimizer adam", file=sys.stderr)
+        print(f"nstvideo: error: out of {where} memory; plan within less with --max-memory GIB, "
+              "or lower --size or --tile-size", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("nstvideo: interrupted; no output written", file=sys.stderr)

@@ -160,6 +160,9 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
 
     if config.output.dry_run:
         layout = step.layout if step.tile_size else "whole frames"
+        if step.tile_size:
+            layout += (f", canvas on {'the host' if step.canvas_on_host else device}, "
+                       f"L-BFGS history {step.lbfgs_history}")
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
               f"{info.fps} fps, {width}x{height} on {device}, {layout}; "
               f"--temporal {mode}; {first_iterations(config)} iterations for the first frame, "

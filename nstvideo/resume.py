@@ -22,7 +22,9 @@ from .errors import UsageError
 
 STATE_VERSION = 1
 # Settings that change no pixel: they may differ between an interrupted run and its resumption.
-NEUTRAL = {"output": None, "record": None, "model": {"device"}, "video": {"work_dir", "keep_work"}}
+# --max-memory is as neutral as the device: a rerun after running out of memory may lower it.
+NEUTRAL = {"output": None, "record": None, "model": {"device", "max_memory"},
+           "video": {"work_dir", "keep_work"}}
 
 
 def file_digest(path: str | os.PathLike) -> str:

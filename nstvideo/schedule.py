@@ -15,7 +15,8 @@ FULL_ITERATIONS_UP_TO = 1024  # long side (px) up to which a scale gets all --it
 BLOCK_MEMORY_FRACTION = 0.5  # of the device's free memory, for one block's activations
 HOST_HISTORY_FRACTION = 0.5  # of free host memory, for L-BFGS history of a host-resident canvas
 MIN_LBFGS_HISTORY = 5
-MIN_DEVICE_TILE = 1024  # blocks shrink down to this to keep a block-wise canvas on the GPU
+MIN_DEVICE_TILE = 768  # blocks shrink down to this to keep a block-wise canvas on the GPU
+DEVICE_FILL = 0.9  # of the device budget for blocks and canvas: the rest for weights, workspaces
 CANVAS_COPIES = 6  # canvas, gradient, optimizer temporaries: what scales with the canvas besides history
 
 
@@ -117,4 +118,4 @@ def canvas_state_bytes(height: int, width: int, history: int) -> int:
 def lbfgs_history_for(canvas_bytes: int, host_budget_bytes: float, configured: int) -> int:
     """History pairs (2 canvas-sized vectors each) that fit the host budget, at most as configured."""
     fits = int(host_budget_bytes // (2 * max(1, canvas_bytes)))
-    return max(MIN_LBFGS_HISTORY, min(configured, fits))
+    return min(configured, max(MIN_LBFGS_HISTORY, fits))

@@ -26,7 +26,7 @@ from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
 from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
-from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, HOST_HISTORY_FRACTION,
+from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, DEVICE_FILL, HOST_HISTORY_FRACTION,
                        MIN_DEVICE_TILE, MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes,
                        choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
                        plan_scales)
@@ -154,11 +154,12 @@ def plan(config: StylizeConfig, height: int, width: int,
         # iteration and the optimizer's vector work runs on the CPU.
         fewest = MIN_LBFGS_HISTORY if config.optim.optimizer == "lbfgs" else 0
         canvas_need = canvas_state_bytes(step.height, step.width, fewest)
-        on_host = device.type == "cuda" and tile is not None and canvas_need > free - block_bytes
+        on_host = (device.type == "cuda" and tile is not None
+                   and canvas_need + block_bytes > DEVICE_FILL * free)
         if on_host and s.tile_size is None:
             # smaller blocks beside a device canvas beat big blocks beside a host one, down to
-            # blocks of MIN_DEVICE_TILE px (their margins then cost ~1.3x)
-            room = free - canvas_need
+            # blocks of MIN_DEVICE_TILE px (their margins then cost ~1.5x)
+            room = DEVICE_FILL * free - canvas_need
             smaller = choose_tile_size(step.height, step.width, estimate, room, None, smallest, stride)
             if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= room:
                 tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False

@@ -171,4 +171,4 @@ def test_out_of_memory_outside_the_blocks_is_one_line(capsys, content_path, styl
     code, _, err = run(capsys, "stylize", content_path, "--style", style_path, *FAST, "-o", "x.png")
     errors = [line for line in err.splitlines() if "WARNING: --weights random" not in line]
     _one_line_error(code, "", "\n".join(errors))
-    assert "out of device memory" in errors[0] and "--tile-size" in errors[0]
+    assert "out of device memory" in errors[0] and "--max-memory" in errors[0]

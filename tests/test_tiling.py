@@ -161,6 +161,8 @@ def test_plan_keeps_a_poster_canvas_on_the_gpu_with_a_shorter_history(monkeypatc
         assert step.tile_size and step.canvas_on_host == on_host, (free, optimizer)
         if optimizer == "lbfgs" and not on_host:
             assert MIN_LBFGS_HISTORY <= step.lbfgs_history < config.optim.lbfgs_history
+    few = config.replace(optim={"lbfgs_history": 3})  # fewer than the floor: as asked
+    assert stylize.plan(few, 8192, 8192, torch.device("cuda"))[-1].lbfgs_history == 3
 
 
 def test_content_targets_from_host_memory_are_staged_once_per_block():
@@ -190,7 +192,7 @@ def test_max_memory_bounds_the_plan(monkeypatch):
     the GPU, and blocks plus canvas state planned within 24 GiB (the poster target's bound)."""
     from nstvideo import stylize
     from nstvideo.config import StylizeConfig
-    from nstvideo.schedule import MIN_DEVICE_TILE, canvas_state_bytes
+    from nstvideo.schedule import DEVICE_FILL, MIN_DEVICE_TILE, canvas_state_bytes
 
     gib = 1 << 30
     monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
@@ -205,7 +207,7 @@ def test_max_memory_bounds_the_plan(monkeypatch):
     assert not bounded.canvas_on_host and bounded.tile_size >= MIN_DEVICE_TILE
     planned = bounded.activation_mib * (1 << 20) + canvas_state_bytes(10000, 10000,
                                                                       bounded.lbfgs_history)
-    assert planned <= 24 * gib, planned / gib
+    assert planned <= DEVICE_FILL * 24 * gib, planned / gib
     tight = stylize.plan(config.replace(model={"max_memory": 12.0}), 10000, 10000,
                          torch.device("cuda"))[-1]
     assert tight.canvas_on_host  # 100 MP of canvas state alone needs ~18 GiB
