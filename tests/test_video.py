@@ -50,6 +50,24 @@ def decoded(path: Path) -> list[np.ndarray]:
         return [f.copy() for f in frames]
 
 
+def frame_loop(layers, content_layer, iterations, count, height, width):
+    """A network cut after ``layers``, a CPU fp32 config, ``count`` moving frames and their style
+    targets: what a test of ``stylize_frames`` needs."""
+    from conftest import moving_frames
+    from nstvideo import images
+    from nstvideo.features import VGGFeatures
+
+    network = VGGFeatures("vgg19", layers)
+    config = StylizeConfig().replace(
+        model={"weights": "random", "device": "cpu", "precision": "fp32"},
+        loss={"content_layers": (content_layer,), "style_layers": layers},
+        optim={"iterations": iterations}, video={"first_iterations": iterations})
+    frames = [images.to_tensor(f.astype(np.float32) / 255)
+              for f in moving_frames(count, height, width)]
+    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, width)
+    return network, config, frames, grams
+
+
 def test_probe_is_exact(clip_factory):
     info = video.probe(clip_factory(count=7, height=49, width=65, audio=True))
     assert (info.width, info.height, info.frames) == (65, 49, 7)
@@ -264,11 +282,8 @@ def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
     import threading
 
     import torch
-    from conftest import moving_frames
 
     from nstvideo import flow as flowlib
-    from nstvideo import images
-    from nstvideo.features import VGGFeatures
 
     threads = []
     original = flowlib.flow_and_mask
@@ -278,14 +293,7 @@ def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(flowlib, "flow_and_mask", spy)
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    network = VGGFeatures("vgg19", layers)
-    config = StylizeConfig().replace(
-        model={"weights": "random", "device": "cpu", "precision": "fp32"},
-        loss={"content_layers": ("relu3_1",), "style_layers": layers},
-        optim={"iterations": 3}, video={"first_iterations": 3})
-    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(4, 32, 40)]
-    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 40)
+    network, config, frames, grams = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 3, 4, 32, 40)
     outputs = {}
     for ahead in (False, True):
         threads.clear()
@@ -517,9 +525,6 @@ def test_frames_follow_the_planned_history(monkeypatch):
     optimizer gets, not the configured one."""
     import torch
 
-    from nstvideo import images
-    from nstvideo.features import VGGFeatures
-    from conftest import moving_frames
     from nstvideo.schedule import ScaleStep
 
     used = []
@@ -530,14 +535,7 @@ def test_frames_follow_the_planned_history(monkeypatch):
         return real_optimize(start, evaluate, config, **kwargs)
 
     monkeypatch.setattr(video_job, "optimize", spy)
-    layers = ("relu1_1", "relu2_1")
-    network = VGGFeatures("vgg19", layers)
-    config = StylizeConfig().replace(
-        model={"weights": "random", "device": "cpu", "precision": "fp32"},
-        loss={"content_layers": ("relu2_1",), "style_layers": layers},
-        optim={"iterations": 2}, video={"first_iterations": 2})
-    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(2, 32, 40)]
-    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 40)
+    network, config, frames, grams = frame_loop(("relu1_1", "relu2_1"), "relu2_1", 2, 2, 32, 40)
     layout = ScaleStep(0, 32, 40, 2, lbfgs_history=7, canvas_on_host=True)
     results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=2,
                                             layout=layout))
@@ -550,10 +548,7 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
     instead of failing again at the planned size."""
     import torch
 
-    from conftest import moving_frames
-    from nstvideo import images
     from nstvideo.blockwise import BlockwiseObjective
-    from nstvideo.features import VGGFeatures
     from nstvideo.schedule import ScaleStep
 
     failures = []
@@ -566,14 +561,7 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
         return real_evaluate(self, canvas)
 
     monkeypatch.setattr(BlockwiseObjective, "_evaluate_once", limited)
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    network = VGGFeatures("vgg19", layers)
-    config = StylizeConfig().replace(
-        model={"weights": "random", "device": "cpu", "precision": "fp32"},
-        loss={"content_layers": ("relu3_1",), "style_layers": layers},
-        optim={"iterations": 2}, video={"first_iterations": 2})
-    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in moving_frames(3, 96, 128)]
-    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, 128)
+    network, config, frames, grams = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 2, 3, 96, 128)
     layout = ScaleStep(0, 96, 128, 2, tile_size=128)
     results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=3,
                                             layout=layout))
