@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import color
-from .config import StylizeConfig
+from .config import OptimConfig, StylizeConfig
 from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
 from .errors import UsageError
 from .blockwise import BlockCallback, BlockwiseObjective
@@ -176,6 +176,15 @@ def plan(config: StylizeConfig, height: int, width: int,
     return planned
 
 
+def placement(step: ScaleStep, optim: OptimConfig,
+              device: torch.device) -> tuple[torch.device, OptimConfig]:
+    """Where a unit's canvas lives and the optimizer settings that fit there, as planned."""
+    canvas_device = torch.device("cpu") if step.canvas_on_host else device
+    if step.lbfgs_history:
+        optim = replace(optim, lbfgs_history=step.lbfgs_history)
+    return canvas_device, optim
+
+
 def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor],
                   config: StylizeConfig, *, network: VGGFeatures,
                   init_image: Optional[torch.Tensor] = None, callbacks: Sequence[Callback] = (),
@@ -227,7 +236,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
                      layer_weights=loss.layer_weights, content_weight=loss.content_weight,
                      style_weight=loss.style_weight, tv_weight=loss.tv_weight,
                      precision=config.model.precision)
-        canvas_device = torch.device("cpu") if step.canvas_on_host else device
+        canvas_device, optim = placement(step, config.optim, device)
         if step.tile_size:
             objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
                                            height=step.height, width=step.width,
@@ -246,7 +255,6 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         blocks = f", {step.blocks} blocks" if step.tile_size else ""
         stage = Stage(f"scale {step.index + 1}/{len(steps)} {step.width}x{step.height}{blocks}",
                       step.index, len(steps))
-        optim = replace(config.optim, lbfgs_history=step.lbfgs_history or config.optim.lbfgs_history)
         result = optimize(start.to(canvas_device), evaluate, optim, iterations=iterations,
                           callbacks=callbacks, stage=stage)
         canvas = result.canvas

@@ -26,7 +26,7 @@ import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
@@ -44,7 +44,7 @@ from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
 from .resume import job_fingerprint, read_state, write_state
 from .schedule import ScaleStep
-from .stylize import initial_canvas, resize, style_at_scale
+from .stylize import initial_canvas, placement, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
 QUANT = 65535.0  # frames are kept, and passed on to the next frame, at 16 bits per channel
@@ -159,11 +159,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
-    tile_size = layout.tile_size if layout is not None else None
-    canvas_device = torch.device("cpu") if layout is not None and layout.canvas_on_host else device
-    optim = config.optim
-    if layout is not None and layout.lbfgs_history:
-        optim = replace(optim, lbfgs_history=layout.lbfgs_history)
+    tile_size, canvas_device, optim = None, device, config.optim
+    if layout is not None:
+        tile_size = layout.tile_size
+        canvas_device, optim = placement(layout, config.optim, device)
     arch = config.model.model
     terms = dict(content_layers=canonical_layers(loss.content_layers, arch),
                  style_layers=canonical_layers(loss.style_layers, arch), styles=(),
