@@ -144,10 +144,6 @@ def plan(config: StylizeConfig, height: int, width: int,
         budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
         tile = choose_tile_size(step.height, step.width, estimate, budget, s.tile_size, smallest, stride)
         canvas_bytes = 3 * step.height * step.width * 4
-        grid = (1, 1)
-        if tile:
-            blocks = plan_blocks(step.height, step.width, tile, margin, stride)
-            grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
         # The canvas leaves the device only when even the shortest L-BFGS history (none for
         # Adam) does not fit beside a block: on the host every block crosses the bus twice per
@@ -159,12 +155,15 @@ def plan(config: StylizeConfig, height: int, width: int,
         if on_host and s.tile_size is None:
             # smaller blocks beside a device canvas beat big blocks beside a host one, down to
             # blocks of MIN_DEVICE_TILE px (their margins then cost ~1.5x)
-            room = DEVICE_FILL * free - canvas_need
-            smaller = choose_tile_size(step.height, step.width, estimate, room, None, smallest, stride)
-            if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= room:
+            block_room = DEVICE_FILL * free - canvas_need
+            smaller = choose_tile_size(step.height, step.width, estimate, block_room, None,
+                                       smallest, stride)
+            if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= block_room:
                 tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False
-                blocks = plan_blocks(step.height, step.width, tile, margin, stride)
-                grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
+        grid = (1, 1)
+        if tile:
+            blocks = plan_blocks(step.height, step.width, tile, margin, stride)
+            grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
         if shared:
             room = host_free - block_bytes
         else:
