@@ -44,11 +44,12 @@ def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeCo
     """Without --iterations, a video's frames after the first get their own default (they start
     from the warped previous output) and the first frame twice the stills' per-scale default."""
     from .config import FRAME_ITERATIONS
+    from .video_job import first_iterations
 
     if iterations_given:
         return config
-    first = config.video.first_iterations or 2 * config.optim.iterations
-    return config.replace(optim={"iterations": FRAME_ITERATIONS}, video={"first_iterations": first})
+    return config.replace(optim={"iterations": FRAME_ITERATIONS},
+                          video={"first_iterations": first_iterations(config)})
 
 
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
@@ -192,7 +193,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
                           "command again to write the video") from None
     except KeyboardInterrupt:
-        finished = json.loads(work.state_path.read_text())["frames_done"]
+        finished = work.frames_done  # every frame handed over is saved by now
         if finished < count:
             print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
                   f"{work.path}; run the same command again to resume", file=sys.stderr)

@@ -22,7 +22,6 @@ import torch
 
 from .errors import InputError, OutputError, UsageError
 from . import images
-from .images import temp_beside
 
 DEFAULT_CRF = 18  # visually lossless for stylized content
 
@@ -53,7 +52,7 @@ class VideoWriter:
         return self  # ffmpeg starts with the first frame: a job that fails before has no encoder
 
     def _start(self) -> None:
-        self._temp = temp_beside(self.path, suffix=f".part{self.path.suffix}")
+        self._temp = images.temp_beside(self.path, suffix=f".part{self.path.suffix}")
         try:
             self._gen = imageio_ffmpeg.write_frames(
                 str(self._temp), (self.width, self.height), fps=self.fps, codec="libx264",
@@ -204,7 +203,7 @@ def mux_audio(video_only: Path, source: str | os.PathLike, info: VideoInfo, outp
     plus the source's audio from ``start`` for ``duration`` seconds, copied when an MP4 can carry
     its codec and re-encoded to AAC otherwise."""
     codec = "copy" if info.audio_codec in MP4_AUDIO_CODECS else "aac"
-    temp = temp_beside(output, suffix=f".part{output.suffix}")
+    temp = images.temp_beside(output, suffix=f".part{output.suffix}")
     args = ["-y", "-i", str(video_only)]
     if start:
         args += ["-ss", f"{float(start):.6f}"]

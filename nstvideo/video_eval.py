@@ -75,10 +75,9 @@ def _style_measure(styles: Sequence[str], config: StylizeConfig, height: int, wi
     """frame -> the relative style loss against the blended style Grams."""
     from .features import canonical_layers
     from .objective import StyleObjective
+    from .runtime import configure_precision
     from .stylize import build_network
     from .video_job import style_targets
-
-    from .runtime import configure_precision
 
     configure_precision(config.model.precision)  # TF32 only when asked for, as in stylize
     network, _ = build_network(config)

@@ -309,6 +309,7 @@ class WorkDir:
 
     def save_state(self, done: int) -> None:
         write_state(self.state_path, self.record, frames_done=done)
+        self.frames_done = done  # what the state on disk says
 
     def save_frame(self, index: int, image: torch.Tensor) -> None:
         images.write_image(self.frame_path(index), image, 16)
@@ -392,7 +393,7 @@ class FrameSink:
                 break
             except KeyboardInterrupt:  # again: the frames in hand take a fraction of a second
                 continue
-        errors = [f.exception() for f in self.pending if f.exception() is not None]
+        errors = [error for error in map(Future.exception, self.pending) if error is not None]
         self.pending.clear()
         if errors and raise_errors:
             raise errors[0]
