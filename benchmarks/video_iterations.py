@@ -39,21 +39,21 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
     settings = sorted(int(n) for n in args.iterations.split(","))
-    common = ["--style", args.style, "--size", str(args.size), "--max-frames", str(args.frames),
-              "--weights", args.weights, "--device", args.device, "--precision", args.precision]
+    # what stylize and eval share (eval takes no --size: it reads the output's)
+    shared = ["--style", args.style, "--max-frames", str(args.frames), "--weights", args.weights,
+              "--device", args.device, "--precision", args.precision]
     rows = []
     with tempfile.TemporaryDirectory() as temp:
         for n in settings:
             output, report = Path(temp) / f"out{n}.mp4", Path(temp) / f"report{n}.json"
-            subprocess.run([sys.executable, "-m", "nstvideo", "stylize", args.clip, *common,
-                            "--iterations", str(n), "--first-iterations", str(args.first_iterations),
+            subprocess.run([sys.executable, "-m", "nstvideo", "stylize", args.clip, *shared,
+                            "--size", str(args.size), "--iterations", str(n), "--first-iterations", str(args.first_iterations),
                             "--tolerance", "0", "--quiet", "--report", str(report), "-o", str(output)],
                            check=True, cwd=REPO)
             frames = json.loads(report.read_text())["frames_this_run"][1:]
             figures = json.loads(subprocess.run(
                 [sys.executable, "-m", "nstvideo", "eval", str(output), "--reference", args.clip,
-                 *common[:2], "--max-frames", str(args.frames), "--weights", args.weights,
-                 "--device", args.device, "--precision", args.precision],
+                 *shared],
                 check=True, cwd=REPO, capture_output=True, text=True).stdout)
             rows.append({"iterations": n,
                          "seconds_per_later_frame": round(float(np.mean([f["seconds"] for f in frames])), 3),
