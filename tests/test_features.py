@@ -116,7 +116,7 @@ def test_not_a_state_dict_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError, match="no state dict"):
         resolve(str(wrong), "vgg19")
     vgg16 = tmp_path / "vgg16.pth"
-    torch.save(torchvision.models.vgg16().state_dict(), vgg16)
+    torch.save(torchvision.models.vgg16().features.state_dict(), vgg16)
     state, _ = resolve(str(vgg16), "vgg19")
     with pytest.raises(WeightsError, match="not a torchvision vgg19"):
         VGGFeatures("vgg19", ["relu5_1"], state_dict=state)
@@ -134,7 +134,7 @@ def test_hub_cache_is_found(tmp_path, monkeypatch, weights_file):
     monkeypatch.delenv("NSTVIDEO_WEIGHTS", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth").write_bytes(weights_file.read_bytes())
+    (tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth").symlink_to(weights_file)
     source = locate(None, "vgg19")
     assert source.kind == "hub-cache"
 
