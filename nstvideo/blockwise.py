@@ -20,7 +20,7 @@ from .errors import UsageError
 from .features import VGGFeatures
 from .losses import energy, gram_matrix
 from .objective import blended_grams, normalised, precision_context, to_network_layout
-from .tiling import Block, margin_for, min_tile_size, plan_blocks
+from .tiling import Block, grid_of, margin_for, min_tile_size, plan_blocks
 
 BlockCallback = Callable[[int, int], None]  # (blocks done in this evaluation, blocks per evaluation)
 SHRINK = 0.75  # an out-of-memory block is retried at this fraction of its size
@@ -110,6 +110,10 @@ class BlockwiseObjective:
         self.tile_size = tile_size
         self.blocks: list[Block] = plan_blocks(self.height, self.width, tile_size, self.margin, self.stride)
         self._staged: dict[tuple[int, str], torch.Tensor] = {}
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return grid_of(self.blocks)
 
     def _content_target(self, index: int, block: Block, layer: str) -> torch.Tensor:
         """Block ``index``'s inner content target, on the device.

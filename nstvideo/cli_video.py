@@ -108,6 +108,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
                                   "flow_seconds": round(item.flow_seconds, 4),
                                   "iterations": item.result.iterations_run,
                                   "reliable_fraction": item.reliable_fraction,
+                                  "tile_size": item.tile_size,
                                   "losses": losses})
     except BaseException:
         sink.close(raise_errors=False)  # the frames handed over are saved; the first error wins

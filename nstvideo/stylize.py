@@ -30,7 +30,7 @@ from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, DEVICE_FILL, HOST_H
                        MIN_DEVICE_TILE, MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes,
                        choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
                        plan_scales)
-from .tiling import margin_for, min_tile_size, plan_blocks
+from .tiling import grid_of, margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
 
@@ -162,8 +162,7 @@ def plan(config: StylizeConfig, height: int, width: int,
                 tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False
         grid = (1, 1)
         if tile:
-            blocks = plan_blocks(step.height, step.width, tile, margin, stride)
-            grid = (len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks}))
+            grid = grid_of(plan_blocks(step.height, step.width, tile, margin, stride))
         if shared:
             room = host_free - block_bytes
         else:
@@ -257,6 +256,8 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         result = optimize(start.to(canvas_device), evaluate, optim, iterations=iterations,
                           callbacks=callbacks, stage=stage)
         canvas = result.canvas
+        if step.tile_size and objective.tile_size != step.tile_size:  # blocks shrunk for memory
+            step = replace(step, tile_size=objective.tile_size, grid=objective.grid)
         reports.append(ScaleReport(step, result))
     image = canvas.detach().cpu()
     if sched.preserve_colors and content is not None:

@@ -114,5 +114,10 @@ def plan_blocks(height: int, width: int, tile_size: int, margin: int, stride: in
             for iy0, iy1, oy0, oy1 in rows for ix0, ix1, ox0, ox1 in cols]
 
 
+def grid_of(blocks: Sequence[Block]) -> tuple[int, int]:
+    """The rows and columns of a block plan."""
+    return len({b.inner.y0 for b in blocks}), len({b.inner.x0 for b in blocks})
+
+
 def min_tile_size(margin: int, stride: int) -> int:
     return 2 * margin + stride

@@ -68,6 +68,7 @@ class FrameResult:
     flow_seconds: float
     seconds: float
     reliable_fraction: Optional[float] = None
+    tile_size: Optional[int] = None  # the blocks it ran with (smaller than planned after an OOM)
 
 
 def quantise(image: torch.Tensor) -> torch.Tensor:
@@ -216,7 +217,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 tile_size = objective.tile_size
             output = quantise(result.canvas)
             yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
-                              reliable_fraction)
+                              reliable_fraction, tile_size)
             previous = Carry(current, output)
             index += 1
     finally:

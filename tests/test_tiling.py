@@ -112,6 +112,30 @@ def test_out_of_memory_shrinks_blocks_and_retries():
     assert tiled.tile_size < 100
 
 
+def test_report_names_the_blocks_that_ran_after_running_out_of_memory(tmp_path, monkeypatch,
+                                                                     content_path, style_path):
+    """The plan said 128px blocks; the device only held 96px ones, so the report says 96."""
+    import json
+
+    real_evaluate = BlockwiseObjective._evaluate_once
+
+    def limited(self, canvas):
+        if self.tile_size > 96:
+            raise torch.OutOfMemoryError("simulated")
+        return real_evaluate(self, canvas)
+
+    monkeypatch.setattr(BlockwiseObjective, "_evaluate_once", limited)
+    report = tmp_path / "r.json"
+    assert main(["stylize", str(content_path), "--style", str(style_path), "--weights", "random",
+                 "--device", "cpu", "--size", "256", "--min-scale", "256", "--iterations", "2",
+                 "--content-layers", "relu3_1", "--style-layers", "relu1_1,relu3_1",
+                 "--tile-size", "128", "--quiet", "-o", str(tmp_path / "out.png"),
+                 "--report", str(report)]) == 0
+    scale = json.loads(report.read_text())["scales"][0]
+    blocks = plan_blocks(scale["height"], scale["width"], 96, margin_for("vgg19", ["relu3_1"]), 4)
+    assert scale["tile_size"] == 96 and scale["blocks"] == len(blocks) > 1
+
+
 @pytest.mark.parametrize("optimizer,largest,mean", [("adam", 1, 0.01), ("lbfgs", 6, 0.05)])
 def test_tiled_render_equals_untiled_render(tmp_path, capsys, content_path, style_path, optimizer,
                                             largest, mean):

@@ -566,3 +566,4 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
     results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=3,
                                             layout=layout))
     assert len(results) == 3 and failures == [128]  # the first frame only
+    assert [r.tile_size for r in results] == [96, 96, 96]  # what the report shows: the blocks that ran
