@@ -230,7 +230,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
         init_image = images.load(config.schedule.init)
     device = runtime.resolve_device(config.model.device)
     height, width = (config.schedule.size, config.schedule.size) if texture else content.shape[-2:]
-    steps = plan(config, height, width, device)
+    steps = plan(config, height, width, device, has_content=not texture)
 
     if config.output.dry_run:
         print_plan(steps, config, device, output)
@@ -294,6 +294,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
             "scales": [{"width": r.step.width, "height": r.step.height,
                         "tile_size": r.step.tile_size, "blocks": r.step.blocks,
                         "canvas_on_host": r.step.canvas_on_host,
+                        "content_on_host": r.step.content_on_host,
                         "iterations_planned": r.step.iterations,
                         "iterations_run": r.result.iterations_run,
                         "stopped_early": r.result.stopped_early,
@@ -319,8 +320,9 @@ def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
         where = "host" if step.canvas_on_host else str(device)
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
               f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas+optimizer "
-              f"~{canvas_mib:.0f} MiB on {where}" + (f", L-BFGS history {step.lbfgs_history}"
-                                                    if config.optim.optimizer == "lbfgs" else ""))
+              f"~{canvas_mib:.0f} MiB on {where}"
+              + (", content targets on host" if step.content_on_host else "")
+              + (f", L-BFGS history {step.lbfgs_history}" if config.optim.optimizer == "lbfgs" else ""))
     print(f"  total: {sum(s.iterations for s in steps)} iterations")
 
 

@@ -164,6 +164,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         layout = step.layout if step.tile_size else "whole frames"
         if step.tile_size:
             layout += (f", canvas on {'the host' if step.canvas_on_host else device}, "
+                       f"content targets on {'the host' if step.content_on_host else device}, "
                        f"L-BFGS history {step.lbfgs_history}")
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
               f"{info.fps} fps, {width}x{height} on {device}, {layout}; "

@@ -33,6 +33,7 @@ class ScaleStep:
     def blocks(self) -> int:
         return self.grid[0] * self.grid[1]
     canvas_on_host: bool = False
+    content_on_host: bool = False  # block-wise on a GPU: the content targets stay in host memory
     lbfgs_history: Optional[int] = None  # None: as configured
     activation_mib: float = 0.0  # estimated activations of one pass (one block when tiled)
 
@@ -108,6 +109,12 @@ def choose_tile_size(height: int, width: int, estimate_bytes, budget_bytes: floa
         else:
             high = middle - 1
     return max(smallest, low * stride)
+
+
+def content_target_bytes(table, content_layers, height: int, width: int) -> int:
+    """The content targets of a whole canvas: fp32 features at each content layer."""
+    return sum(4 * info.out_channels * (height // info.stride) * (width // info.stride)
+               for info in table if info.name in content_layers)
 
 
 def canvas_state_bytes(height: int, width: int, history: int) -> int:

@@ -12,7 +12,7 @@ This is the Python API::
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, DEVICE_FILL, HOST_HISTORY_FRACTION,
                        MIN_DEVICE_TILE, MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes,
-                       choose_tile_size, estimate_memory_mib, fit_long_side, lbfgs_history_for,
+                       choose_tile_size, content_target_bytes, estimate_memory_mib, fit_long_side, lbfgs_history_for,
                        plan_scales)
 from .tiling import grid_of, margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
@@ -105,14 +105,17 @@ def network_stride(config: StylizeConfig) -> int:
 
 
 def plan(config: StylizeConfig, height: int, width: int,
-         device: Optional[torch.device] = None) -> list[ScaleStep]:
-    """The scales, each with its block size, canvas placement and L-BFGS history.
+         device: Optional[torch.device] = None, *, has_content: bool = True) -> list[ScaleStep]:
+    """The scales, each with its block size, canvas and content-target placement and L-BFGS history.
 
     ``config.model.precision`` must already be resolved (not ``auto``): it sets the memory model.
+    ``has_content=False`` (a texture) plans no content targets.
     """
     s = config.schedule
     arch = config.model.model
     layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, arch)
+    content_layers = (canonical_layers(config.loss.content_layers, arch)
+                      if has_content and config.loss.content_weight > 0 else [])
     stride = network_stride(config)
     steps = plan_scales(height, width, s.size, s.min_scale, config.optim.iterations,
                         s.min_iterations, min_short_side=stride)
@@ -160,27 +163,42 @@ def plan(config: StylizeConfig, height: int, width: int,
                                        smallest, stride)
             if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= block_room:
                 tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False
-        grid = (1, 1)
+        grid, targets, content_on_host = (1, 1), 0, False
         if tile:
             grid = grid_of(plan_blocks(step.height, step.width, tile, margin, stride))
+            targets = content_target_bytes(table, content_layers, step.height, step.width)
+            # On a GPU the targets go to the device when they fit beside the canvas state and a
+            # block; otherwise each block's part crosses the bus every iteration, from a pinned
+            # copy of its own (so the host holds them twice).
+            content_on_host = (device.type == "cuda" and targets > 0 and
+                               (on_host or canvas_need + block_bytes + targets > DEVICE_FILL * free))
         if shared:
-            room = host_free - block_bytes
+            room = host_free - block_bytes - targets
+        elif on_host:
+            room = host_free - 2 * targets
         else:
-            room = host_free if on_host else free - block_bytes
+            room = free - block_bytes - (0 if content_on_host else targets)
         history_budget = HOST_HISTORY_FRACTION * room - CANVAS_COPIES * canvas_bytes
         history = lbfgs_history_for(canvas_bytes, history_budget, config.optim.lbfgs_history)
         planned.append(replace(step, tile_size=tile, grid=grid, canvas_on_host=on_host,
-                               lbfgs_history=history, activation_mib=block_bytes / (1 << 20)))
+                               content_on_host=content_on_host, lbfgs_history=history,
+                               activation_mib=block_bytes / (1 << 20)))
     return planned
 
 
-def placement(step: ScaleStep, optim: OptimConfig,
-              device: torch.device) -> tuple[torch.device, OptimConfig]:
-    """Where a unit's canvas lives and the optimizer settings that fit there, as planned."""
-    canvas_device = torch.device("cpu") if step.canvas_on_host else device
+class Placement(NamedTuple):
+    canvas: torch.device  # where the canvas and the optimizer state live
+    content: torch.device  # where the content image, and so its targets, live
+    optim: OptimConfig  # with the L-BFGS history that fits there
+
+
+def placement(step: ScaleStep, optim: OptimConfig, device: torch.device) -> Placement:
+    """Where a unit's canvas and content targets live and the optimizer settings that fit, as planned."""
+    host = torch.device("cpu")
     if step.lbfgs_history:
         optim = replace(optim, lbfgs_history=step.lbfgs_history)
-    return canvas_device, optim
+    return Placement(host if step.canvas_on_host else device,
+                     host if step.content_on_host else device, optim)
 
 
 def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor],
@@ -215,7 +233,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         height, width = content.shape[-2:]
     else:
         height, width = size_hw or (sched.size, sched.size)
-    steps = plan(config, height, width, device)
+    steps = plan(config, height, width, device, has_content=content is not None)
     canvas: Optional[torch.Tensor] = None
     reports: list[ScaleReport] = []
     for step in steps:
@@ -225,24 +243,23 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         if resume is not None and step.index == resume.scale_index:
             canvas = resume.canvas
             iterations = max(1, step.iterations - resume.iterations_done)
+        where = placement(step, config.optim, device)
         scaled_content = None
         if target_content is not None:
-            scaled_content = resize(target_content, step.height, step.width)
+            scaled_content = resize(target_content, step.height, step.width).to(where.content)
         scaled_styles = [style_at_scale(s, step.long_side, loss.style_scale) for s in target_styles]
         terms = dict(content_layers=content_layers, style_layers=style_layers,
                      styles=scaled_styles, style_blend=loss.style_weights,
                      layer_weights=loss.layer_weights, content_weight=loss.content_weight,
                      style_weight=loss.style_weight, tv_weight=loss.tv_weight,
                      precision=config.model.precision)
-        canvas_device, optim = placement(step, config.optim, device)
         if step.tile_size:
             objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
                                            height=step.height, width=step.width,
                                            on_block=on_block, **terms)
             evaluate = objective.evaluate
         else:
-            content_on_device = None if scaled_content is None else scaled_content.to(device)
-            evaluate = autograd_evaluator(StyleObjective(network, content=content_on_device, **terms))
+            evaluate = autograd_evaluator(StyleObjective(network, content=scaled_content, **terms))
         if canvas is None:
             start = initial_canvas(sched.init, target_content, init_image, step.height, step.width,
                                    sched.init_noise, sched.seed)
@@ -253,7 +270,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         blocks = f", {step.blocks} blocks" if step.tile_size else ""
         stage = Stage(f"scale {step.index + 1}/{len(steps)} {step.width}x{step.height}{blocks}",
                       step.index, len(steps))
-        result = optimize(start.to(canvas_device), evaluate, optim, iterations=iterations,
+        result = optimize(start.to(where.canvas), evaluate, where.optim, iterations=iterations,
                           callbacks=callbacks, stage=stage)
         canvas = result.canvas
         if step.tile_size and objective.tile_size != step.tile_size:  # blocks shrunk for memory

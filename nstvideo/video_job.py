@@ -44,7 +44,7 @@ from .blockwise import BlockwiseObjective
 from .objective import StyleObjective, blended_grams, normalised
 from .resume import job_fingerprint, read_state, write_state
 from .schedule import ScaleStep
-from .stylize import initial_canvas, placement, resize, style_at_scale
+from .stylize import Placement, initial_canvas, placement, resize, style_at_scale
 from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
 QUANT = 65535.0  # frames are kept, and passed on to the next frame, at 16 bits per channel
@@ -160,10 +160,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
-    tile_size, canvas_device, optim = None, device, config.optim
+    tile_size, where = None, Placement(device, device, config.optim)
     if layout is not None:
         tile_size = layout.tile_size
-        canvas_device, optim = placement(layout, config.optim, device)
+        where = placement(layout, config.optim, device)
     arch = config.model.model
     terms = dict(content_layers=canonical_layers(loss.content_layers, arch),
                  style_layers=canonical_layers(loss.style_layers, arch), styles=(),
@@ -182,11 +182,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
         for (frame, current), upcoming in lookahead(items) if ahead else ((i, None) for i in items):
             started = time.perf_counter()
             height, width = frame.shape[-2:]
+            content = frame.to(where.content)
             if tile_size:
-                objective = BlockwiseObjective(network, tile_size=tile_size, content=frame, **terms)
+                objective = BlockwiseObjective(network, tile_size=tile_size, content=content, **terms)
                 evaluate = objective.evaluate
             else:
-                objective = StyleObjective(network, content=frame.to(device), **terms)
+                objective = StyleObjective(network, content=content, **terms)
                 evaluate = autograd_evaluator(objective)
             fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise,
                                    sched.seed)
@@ -203,12 +204,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 mask_t = torch.from_numpy(mask)[None, None]
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
-                    objective.set_temporal(warped_t.to(canvas_device), mask_t.to(canvas_device),
+                    objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
             if upcoming is not None:
                 flows.prefetch(index + 1, upcoming[1], current)
             extra = first_frame_callbacks if index == 0 else ()
-            result = optimize(start.to(canvas_device), evaluate, optim,
+            result = optimize(start.to(where.canvas), evaluate, where.optim,
                               iterations=(first_iterations(config) if index == 0
                                           else config.optim.iterations),
                               callbacks=list(callbacks) + list(extra),

@@ -189,6 +189,41 @@ def test_plan_keeps_a_poster_canvas_on_the_gpu_with_a_shorter_history(monkeypatc
     assert stylize.plan(few, 8192, 8192, torch.device("cuda"))[-1].lbfgs_history == 3
 
 
+def test_plan_keeps_content_targets_on_the_gpu_when_they_fit(monkeypatch):
+    """Block-wise on a GPU, the content targets go to the device when they fit beside the canvas
+    state and a block (no bus traffic per block); under a tight cap the 3 GB stay on the host, where
+    they and their pinned staging copies are counted before the L-BFGS history."""
+    from nstvideo import stylize
+    from nstvideo.config import StylizeConfig
+    from nstvideo.features import layer_table
+    from nstvideo.schedule import content_target_bytes
+
+    gib = 1 << 30
+    monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
+    monkeypatch.setattr(stylize, "available_memory", lambda device: 80 * gib)
+    config = StylizeConfig().replace(schedule={"size": 10000, "min_scale": 10000},
+                                     model={"precision": "bf16"})
+    cuda = torch.device("cuda")
+    roomy = stylize.plan(config, 10000, 10000, cuda)[-1]
+    assert roomy.tile_size and not roomy.canvas_on_host and not roomy.content_on_host
+    capped = stylize.plan(config.replace(model={"max_memory": 24.0}), 10000, 10000, cuda)[-1]
+    assert not capped.canvas_on_host and capped.content_on_host  # ~3 GiB of targets do not fit
+    texture = stylize.plan(config.replace(model={"max_memory": 24.0}), 10000, 10000, cuda,
+                           has_content=False)[-1]
+    assert not texture.content_on_host  # nothing to place
+    # a canvas on the host: the targets are there twice (whole, and pinned per block) and
+    # leave less room for history
+    assert content_target_bytes(layer_table("vgg19"), ["relu4_2"], 10000, 10000) == 4 * 512 * 1250 ** 2
+    monkeypatch.setattr(stylize, "host_available_memory", lambda: 80 * gib)
+    tight = config.replace(model={"max_memory": 12.0})
+    with_content = stylize.plan(tight, 10000, 10000, cuda)[-1]
+    without = stylize.plan(tight, 10000, 10000, cuda, has_content=False)[-1]
+    assert with_content.canvas_on_host and with_content.content_on_host
+    assert with_content.lbfgs_history < without.lbfgs_history
+    on_cpu = stylize.plan(config, 10000, 10000, torch.device("cpu"))[-1]
+    assert on_cpu.tile_size and not on_cpu.content_on_host  # one memory: nothing to cross
+
+
 def test_content_targets_from_host_memory_are_staged_once_per_block():
     """Content targets kept on the host (a poster) reach a device through one staged contiguous
     copy per block and layer, made once and reused every iteration; the parts are the exact
