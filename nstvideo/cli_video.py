@@ -72,7 +72,8 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     from .progress import FrameBar
     from .recorder import job_recorders
     from .stylize import build_network
-    from .video_job import Carry, FrameSink, read_selection, stylize_frames, style_targets, workers_pay
+    from .video_job import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
+                            style_targets, workers_pay)
 
     height, width = size
     per_frame: list[dict] = []
@@ -80,7 +81,6 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     runtime.configure_precision(config.model.precision)
     network, weights = build_network(config, device)
     warn_if_random(weights, config.output.quiet)
-    grams = style_targets(network, styles, config, max(height, width))
     bar = FrameBar(count, done, disable=config.output.quiet)
     source = read_selection(args.input, first, count, height, width, skip=done)
     sink = FrameSink(work, writer, threaded=workers_pay(device))
@@ -90,10 +90,16 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
             _, frame = next(source)
             previous = Carry(images.to_array(frame), work.load_frame(done - 1))
         frames = (frame for _, frame in source)
-        panel = None
-        if config.record.progress_video and not done:
-            panel = next(frames)  # the first frame, also the progress video's content panel
-            frames = itertools.chain([panel], frames)
+        # the selection's first frame: the progress video's content panel, and with
+        # --preserve-colors the frame whose luminance the styles are matched to
+        opening = None
+        if not done and (config.record.progress_video or config.schedule.preserve_colors):
+            opening = next(frames)
+            frames = itertools.chain([opening], frames)
+        elif config.schedule.preserve_colors:
+            opening = read_frame(args.input, first, height, width)
+        grams = style_targets(network, styles, config, max(height, width), colors_of=opening)
+        panel = opening if config.record.progress_video and not done else None
         # a with block: on Ctrl-C or an error the progress video is dropped, not finished
         with job_recorders(config.record, (height, width), styles=styles,
                            content=panel) as recorders:
@@ -142,8 +148,6 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
         check_output(Path(config.record.plot), inputs)
     if config.schedule.init not in ("content", "noise", "blend"):
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
-    if config.schedule.preserve_colors:
-        raise UsageError("--preserve-colors is not available for video yet")
     config = frame_budgets(config, iterations_given=hasattr(args, "OptimConfig.iterations"))
     info = probe(args.input)
     first, count = select_range(info, config)

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from . import color
 from . import flow as flowlib
 from . import images
 from .config import StylizeConfig
@@ -78,9 +79,17 @@ def quantise(image: torch.Tensor) -> torch.Tensor:
 
 
 def style_targets(network: VGGFeatures, styles: Sequence[torch.Tensor], config: StylizeConfig,
-                  long_side: int) -> dict[str, torch.Tensor]:
-    """The blended style Grams, computed once for the whole video."""
+                  long_side: int, colors_of: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    """The blended style Grams, computed once for the whole video.
+
+    With ``--preserve-colors`` they are the Grams of the styles' luminance, matched to the mean
+    and spread of ``colors_of``'s (the first frame of the selection, so a resumed run gets the
+    same targets)."""
     device = next(network.parameters()).device
+    if config.schedule.preserve_colors:
+        if colors_of is None:
+            raise ValueError("--preserve-colors needs the frame the style luminance is matched to")
+        styles = [color.matched_luminance(style, colors_of) for style in styles]
     scaled = [style_at_scale(s, long_side, config.loss.style_scale).to(device) for s in styles]
     layers = canonical_layers(config.loss.style_layers, config.model.model)
     blend = normalised(config.loss.style_weights, len(styles), "--style-weights")
@@ -155,8 +164,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     engine callbacks attached to the first frame of the video only (index 0). ``layout`` is the
     planner's decision for one frame (``stylize.plan``): with a block size, every frame is
     optimized block by block with the exact global loss (frames too big for the device), with
-    the L-BFGS history that fits and the canvas on the host when it must be. ``flow_ahead`` computes the next frame's flow on a worker thread during the current
-    frame's optimization; by default when ``workers_pay``. The frames are the same either way.
+    the L-BFGS history that fits and the canvas on the host when it must be. ``flow_ahead``
+    computes the next frame's flow on a worker thread during the current frame's optimization; by
+    default when ``workers_pay``. The frames are the same either way.
+
+    With ``--preserve-colors`` each frame is optimized on luminance (content, start and the
+    warped previous frame alike) and the output gets the frame's own chroma back.
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
@@ -177,28 +190,32 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     # each frame with its array (what the flow reads); read one frame ahead for the flow thread
     items = ((frame, images.to_array(frame)) for frame in frames)
     ahead = flows is not None and flows.pool is not None
+    keep_colors = sched.preserve_colors
+    # what a frame is optimized in: luminance alone when the content's colours are kept
+    optimized_space = color.luminance_rgb if keep_colors else (lambda image: image)
     index = start_index
     try:
         for (frame, current), upcoming in lookahead(items) if ahead else ((i, None) for i in items):
             started = time.perf_counter()
             height, width = frame.shape[-2:]
-            content = frame.to(where.content)
+            target = optimized_space(frame)
+            content = target.to(where.content)
             if tile_size:
                 objective = BlockwiseObjective(network, tile_size=tile_size, content=content, **terms)
                 evaluate = objective.evaluate
             else:
                 objective = StyleObjective(network, content=content, **terms)
                 evaluate = autograd_evaluator(objective)
-            fresh = initial_canvas(sched.init, frame, None, height, width, sched.init_noise,
+            fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
                                    sched.seed)
             flow_seconds, reliable_fraction = 0.0, None
             if previous is None or video.temporal == "none":
                 start = fresh
             elif video.temporal == "prev":
-                start = previous.output
+                start = optimized_space(previous.output)
             else:
                 backward, mask, flow_seconds = flows.get(index, current, previous.content)
-                warped = flowlib.warp(images.to_array(previous.output), backward)
+                warped = flowlib.warp(images.to_array(optimized_space(previous.output)), backward)
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
@@ -216,7 +233,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                               stage=Stage(f"frame {index + 1}/{total}", index, total))
             if tile_size:  # blocks shrunk after running out of memory stay shrunk for later frames
                 tile_size = objective.tile_size
-            output = quantise(result.canvas)
+            output = result.canvas.detach().float().cpu()
+            if keep_colors:
+                output = color.recombine(output, frame)
+            output = quantise(output)
             yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
                               reliable_fraction, tile_size)
             previous = Carry(current, output)
@@ -271,6 +291,15 @@ def read_selection(path: str | os.PathLike, first: int, count: int, height: int,
     if index < first + count - 1:
         raise InputError(f"{path}: the video ended after {index + 1} frames, "
                          f"{first + count} expected; no frame was skipped, so the run stops here")
+
+
+def read_frame(path: str | os.PathLike, index: int, height: int, width: int) -> torch.Tensor:
+    """Frame ``index`` of the video, resized to height x width."""
+    reader = read_selection(path, index, 1, height, width)
+    try:
+        return next(reader)[1]
+    finally:
+        reader.close()
 
 
 def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConfig,

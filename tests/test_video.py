@@ -113,10 +113,12 @@ def test_codec_pixel_format_and_range_without_audio(clip_factory, style_path, tm
     assert "h264" in streams and "yuv420p" in streams
 
 
-def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [(), ("--preserve-colors",)])
+def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch,
+                                                    extra):
     clip = clip_factory(count=4)
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
-    assert stylize(clip, whole, "--keep-work", style=style_path) == 0
+    assert stylize(clip, whole, "--keep-work", *extra, style=style_path) == 0
 
     real_save = video_job.WorkDir.save_frame
 
@@ -126,7 +128,7 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
             raise KeyboardInterrupt
 
     monkeypatch.setattr(video_job.WorkDir, "save_frame", save_then_interrupt)
-    assert stylize(clip, resumed, "--keep-work", style=style_path) == 130
+    assert stylize(clip, resumed, "--keep-work", *extra, style=style_path) == 130
     assert not resumed.exists()
     state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 2
@@ -134,13 +136,34 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
     monkeypatch.setattr(video_job.WorkDir, "save_frame", real_save)
 
     # a different command must not reuse these frames
-    assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", style=style_path) == 2
-    assert stylize(clip, resumed, "--keep-work", style=style_path) == 0
+    assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", *extra, style=style_path) == 2
+    assert stylize(clip, resumed, "--keep-work", *extra, style=style_path) == 0
     for index in range(4):
         a = (tmp_path / "whole.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
         b = (tmp_path / "resumed.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
         assert a == b, f"frame {index} differs after resuming"
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
+
+
+def test_preserve_colors_keeps_each_frames_chroma():
+    """--preserve-colors on video: every output frame has its own input frame's chroma and a
+    stylized luminance; without it the style's colours come in."""
+    from nstvideo.color import rgb_to_yiq
+
+    network, config, frames, _ = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 8, 3, 48, 64)
+    style = frames[0].flip(-1)[:, [2, 0, 1]]  # other colours than the frames'
+    chroma_gap, luma_gap = {}, {}
+    for keep in (False, True):
+        run = config.replace(schedule={"preserve_colors": keep})
+        grams = video_job.style_targets(network, [style], run, 64, colors_of=frames[0])
+        results = list(video_job.stylize_frames(iter(frames), grams, run, network=network, total=3))
+        assert [r.index for r in results] == [0, 1, 2]
+        out = [rgb_to_yiq(r.image) for r in results]
+        ins = [rgb_to_yiq(f) for f in frames]
+        chroma_gap[keep] = max(float((o[:, 1:] - i[:, 1:]).abs().mean()) for o, i in zip(out, ins))
+        luma_gap[keep] = min(float((o[:, :1] - i[:, :1]).abs().mean()) for o, i in zip(out, ins))
+    assert chroma_gap[True] < 0.01 < chroma_gap[False], chroma_gap
+    assert luma_gap[True] > 0.005, luma_gap  # the luminance is painted (quantisation: 1e-5)
 
 
 def test_changed_style_is_refused_with_one_line(clip_factory, style_path, content_path, tmp_path, capsys):
