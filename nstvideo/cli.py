@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import torch  # already loaded by the package (nstvideo/__init__.py)
 
 from . import __version__
-from .config import SECTIONS, StylizeConfig
+from .config import MAX_LONG_TERM, SECTIONS, StylizeConfig
 from .errors import NstError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INTERRUPTED = 0, 2, 130  # internal errors: Python's own exit 1
@@ -119,6 +119,11 @@ def validate(config: StylizeConfig) -> None:
          "--first-iterations must be at least 1"),
         (config.video.max_frames is None or config.video.max_frames >= 1,
          "--max-frames must be at least 1"),
+        (all(2 <= j <= MAX_LONG_TERM for j in config.video.long_term),
+         f"--long-term distances must be from 2 to {MAX_LONG_TERM} frames (1, the previous "
+         "frame, is always used)"),
+        (not config.video.long_term or config.video.temporal == "flow",
+         "--long-term needs --temporal flow"),
     ]
     for name in ("content_weight", "style_weight", "tv_weight"):
         checks.append((getattr(config.loss, name) >= 0, f"--{name.replace('_', '-')} must be >= 0"))

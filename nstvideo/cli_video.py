@@ -72,7 +72,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     from .progress import FrameBar
     from .recorder import job_recorders
     from .stylize import build_network
-    from .video_job import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
+    from .video_job import (Carry, FrameSink, reach, read_frame, read_selection, stylize_frames,
                             style_targets, workers_pay)
 
     height, width = size
@@ -82,13 +82,13 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     network, weights = build_network(config, device)
     warn_if_random(weights, config.output.quiet)
     bar = FrameBar(count, done, disable=config.output.quiet)
-    source = read_selection(args.input, first, count, height, width, skip=done)
+    source = read_selection(args.input, first, count, height, width, skip=done, back=reach(config))
     sink = FrameSink(work, writer, threaded=workers_pay(device))
     try:
-        previous = None
-        if done:
-            _, frame = next(source)
-            previous = Carry(images.to_array(frame), work.load_frame(done - 1))
+        history = []  # a resumed run: the frames its warm start reaches back to
+        while len(history) < min(done, reach(config)):
+            index, frame = next(source)
+            history.append(Carry(images.to_array(frame), work.load_frame(index)))
         frames = (frame for _, frame in source)
         # the selection's first frame: the progress video's content panel, and with
         # --preserve-colors the frame whose luminance the styles are matched to
@@ -104,7 +104,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
         with job_recorders(config.record, (height, width), styles=styles,
                            content=panel) as recorders:
             for item in stylize_frames(frames, grams, config, network=network, total=count,
-                                       start_index=done, previous=previous, callbacks=[bar],
+                                       start_index=done, history=history, callbacks=[bar],
                                        first_frame_callbacks=recorders, layout=layout):
                 sink.put(item.index, item.image)
                 losses = item.result.final_losses()
@@ -163,6 +163,8 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     styles = [images.load(path) for path in args.style]
     work = WorkDir(config.video.work_dir or output.with_name(output.name + ".work"))
     mode = config.video.temporal
+    long_term = (" with --long-term " + ",".join(map(str, sorted(set(config.video.long_term))))
+                 if config.video.long_term else "")
 
     if config.output.dry_run:
         layout = step.layout if step.tile_size else "whole frames"
@@ -172,7 +174,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                        f"L-BFGS history {step.lbfgs_history}")
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
               f"{info.fps} fps, {width}x{height} on {device}, {layout}; "
-              f"--temporal {mode}; {first_iterations(config)} iterations for the first frame, "
+              f"--temporal {mode}{long_term}; {first_iterations(config)} iterations for the first frame, "
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
         return EXIT_OK

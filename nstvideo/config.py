@@ -30,6 +30,13 @@ def _csv_floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _csv(text))
+    except ValueError:
+        raise UsageError(f"expected comma-separated whole numbers such as 4,8,16, got {text!r}") from None
+
+
 def opt(default: Any, help: str, *, parse: Optional[Callable[[str], Any]] = None,
         choices: Optional[tuple[str, ...]] = None, flag: Optional[str] = None,
         metavar: Optional[str] = None, cli: bool = True, nargs: Optional[str] = None):
@@ -45,6 +52,7 @@ STILL_ITERATIONS = 500  # per scale of a still
 # little loss and more flicker (benchmarks/video_iterations.py: 500 against 100 gave a 1.7% lower
 # loss, a 49% higher warping error and a 7% higher style loss on the sample clip).
 FRAME_ITERATIONS = 100
+MAX_LONG_TERM = 64  # --long-term reach: the frames (input and output) kept in memory
 
 GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -232,6 +240,11 @@ class VideoConfig:
                         "masked temporal loss, the previous output as it is, or none "
                         "(independent frames)", choices=("flow", "prev", "none"))
     temporal_weight: float = opt(1000.0, "weight of the temporal term (with --temporal flow)")
+    long_term: tuple[int, ...] = opt((), "long-term consistency (Ruder et al.): where the previous "
+                                     "frame cannot see (a disocclusion), hold each frame to the "
+                                     "output this many frames back, nearest first, e.g. 4,8,16 "
+                                     "(one more flow per distance; default: the previous frame only)",
+                                     parse=_csv_ints, metavar="J1,J2,...")
     first_iterations: Optional[int] = opt(None, "iterations for the first frame (default: twice "
                                           f"--iterations; {2 * STILL_ITERATIONS} without it)",
                                           parse=int, metavar="N")

@@ -10,6 +10,8 @@ the current one (Ruder et al.), use the backward flow ``flow(current, previous)`
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import cv2
 import numpy as np
 
@@ -22,6 +24,10 @@ PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
 # Ruder et al. (artistic-videos): disocclusion and motion-boundary thresholds, in pixels².
 CONSISTENCY_RELATIVE, CONSISTENCY_ABSOLUTE = 0.01, 0.5
 BOUNDARY_RELATIVE, BOUNDARY_ABSOLUTE = 0.01, 0.002
+# A warped input pixel this far from the current one (largest RGB difference, on [0, 1]) shows
+# another surface: DIS gives a flat occluder the background's motion, which the forward-backward
+# check cannot catch, and the occluder's stylization would be carried onto what it uncovers.
+PHOTOMETRIC_LIMIT = 0.1
 
 
 def to_gray(frame: np.ndarray) -> np.ndarray:
@@ -56,9 +62,11 @@ def warp(image: np.ndarray, flow_field: np.ndarray) -> np.ndarray:
 
 
 def inside_image(flow_field: np.ndarray) -> np.ndarray:
+    """Where x + w(x) samples the image. Half a pixel past the edge still samples only the edge
+    pixel (the warp replicates the border), so a still border with flow noise stays reliable."""
     height, width = flow_field.shape[:2]
     map_x, map_y = sample_grid(flow_field)
-    return (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    return ((map_x >= -0.5) & (map_x <= width - 0.5) & (map_y >= -0.5) & (map_y <= height - 0.5))
 
 
 def consistent(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
@@ -87,14 +95,42 @@ def reliability(flow_ab: np.ndarray, flow_ba: np.ndarray) -> np.ndarray:
     return reliable.astype(np.float32)
 
 
+def photometric_match(a: np.ndarray, b: np.ndarray, flow_ab: np.ndarray) -> np.ndarray:
+    """1 where b warped onto a looks like a (within PHOTOMETRIC_LIMIT), else 0."""
+    def unit(frame: np.ndarray) -> np.ndarray:
+        return frame.astype(np.float32) / 255.0 if frame.dtype == np.uint8 else frame
+
+    difference = np.abs(unit(a) - unit(warp(b, flow_ab)))
+    if difference.ndim == 3:
+        difference = difference.max(-1)
+    return (difference < PHOTOMETRIC_LIMIT).astype(np.float32)
+
+
 def flow_and_mask(a: np.ndarray, b: np.ndarray, dis: cv2.DISOpticalFlow | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Flow a→b and its reliability mask, from both directions of DIS flow."""
+    """Flow a→b and its reliability mask: both directions of DIS flow agree (``reliability``)
+    and b warped onto a looks like a (``photometric_match``)."""
     dis = dis or make_dis()
     a_gray, b_gray = to_gray(a) if a.ndim == 3 else a, to_gray(b) if b.ndim == 3 else b
     flow_ab = flow(a_gray, b_gray, dis)
     flow_ba = flow(b_gray, a_gray, dis)
-    return flow_ab, reliability(flow_ab, flow_ba)
+    return flow_ab, reliability(flow_ab, flow_ba) * photometric_match(a, b, flow_ab)
+
+
+def nearest_reliable(warped: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Ruder et al.'s long-term consistency as one target: each pixel from the nearest earlier
+    output (``warped`` is nearest first) whose warp is reliable there; the mask is where any is.
+
+    Their long-term weights, max(c_j − Σ_{k<j} c_k, 0), give each pixel to exactly that frame
+    when the masks are 0 or 1, so the sum of their per-frame terms is this one term."""
+    target = np.array(warped[0], copy=True)
+    covered = masks[0] > 0.5
+    for image, mask in zip(warped[1:], masks[1:]):
+        take = (mask > 0.5) & ~covered
+        target[take] = image[take]
+        covered |= take
+    return target, covered.astype(np.float32)
 
 
 def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,

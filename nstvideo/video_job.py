@@ -120,25 +120,32 @@ class FlowAhead:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flow") if threaded else None
         self.pending: Optional[tuple[int, Future]] = None
 
-    def _timed(self, current: np.ndarray, previous: np.ndarray):
+    def _timed(self, current: np.ndarray, earlier: Sequence[np.ndarray]):
         started = time.perf_counter()
-        backward, mask = flowlib.flow_and_mask(current, previous, self.dis)
-        return backward, mask, time.perf_counter() - started
+        pairs = [flowlib.flow_and_mask(current, frame, self.dis) for frame in earlier]
+        return pairs, time.perf_counter() - started
 
-    def prefetch(self, index: int, current: np.ndarray, previous: np.ndarray) -> None:
+    def prefetch(self, index: int, current: np.ndarray, earlier: Sequence[np.ndarray]) -> None:
         if self.pool is not None:
-            self.pending = (index, self.pool.submit(self._timed, current, previous))
+            self.pending = (index, self.pool.submit(self._timed, current, list(earlier)))
 
-    def get(self, index: int, current: np.ndarray, previous: np.ndarray):
-        """(backward flow, mask, seconds computing it) for frame ``index``."""
+    def get(self, index: int, current: np.ndarray, earlier: Sequence[np.ndarray]):
+        """([(backward flow, mask) to each earlier frame], seconds computing them) for frame
+        ``index``."""
         if self.pending is not None and self.pending[0] == index:
             future, self.pending = self.pending[1], None
             return future.result()
-        return self._timed(current, previous)
+        return self._timed(current, earlier)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def reaching_back(history: Sequence[Any], distances: Sequence[int]) -> list[Any]:
+    """The items ``distances`` back from the end of ``history`` (1: the last), nearest first,
+    leaving out those before its start."""
+    return [history[-j] for j in distances if j <= len(history)]
 
 
 def lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, Optional[Any]]]:
@@ -153,14 +160,15 @@ def lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, Optional[Any]]]:
 
 def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, torch.Tensor],
                    config: StylizeConfig, *, network: VGGFeatures, total: int,
-                   start_index: int = 0, previous: Optional[Carry] = None,
+                   start_index: int = 0, history: Sequence[Carry] = (),
                    callbacks: Sequence[Callback] = (),
                    first_frame_callbacks: Sequence[Callback] = (),
                    layout: Optional[ScaleStep] = None,
                    flow_ahead: Optional[bool] = None) -> Iterator[FrameResult]:
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
-    ``start_index`` and ``previous`` continue an interrupted run; ``first_frame_callbacks`` are
+    ``start_index`` and ``history`` (the frames before it, oldest first, as many as
+    ``--long-term`` reaches back) continue an interrupted run; ``first_frame_callbacks`` are
     engine callbacks attached to the first frame of the video only (index 0). ``layout`` is the
     planner's decision for one frame (``stylize.plan``): with a block size, every frame is
     optimized block by block with the exact global loss (frames too big for the device), with
@@ -168,6 +176,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     computes the next frame's flow on a worker thread during the current frame's optimization; by
     default when ``workers_pay``. The frames are the same either way.
 
+    With ``--long-term``, pixels that the previous frame cannot see take the nearest of those
+    earlier outputs that can (``flow.nearest_reliable``), for the start and the temporal term.
     With ``--preserve-colors`` each frame is optimized on luminance (content, start and the
     warped previous frame alike) and the output gets the frame's own chroma back.
     """
@@ -190,6 +200,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     # each frame with its array (what the flow reads); read one frame ahead for the flow thread
     items = ((frame, images.to_array(frame)) for frame in frames)
     ahead = flows is not None and flows.pool is not None
+    distances = (1,) + tuple(sorted(set(video.long_term)))  # nearest first
+    history = collections.deque(history, maxlen=reach(config))
     keep_colors = sched.preserve_colors
     # what a frame is optimized in: luminance alone when the content's colours are kept
     optimized_space = color.luminance_rgb if keep_colors else (lambda image: image)
@@ -209,13 +221,17 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
                                    sched.seed)
             flow_seconds, reliable_fraction = 0.0, None
-            if previous is None or video.temporal == "none":
+            if not history or video.temporal == "none":
                 start = fresh
             elif video.temporal == "prev":
-                start = optimized_space(previous.output)
+                start = optimized_space(history[-1].output)
             else:
-                backward, mask, flow_seconds = flows.get(index, current, previous.content)
-                warped = flowlib.warp(images.to_array(optimized_space(previous.output)), backward)
+                back = reaching_back(history, distances)
+                pairs, flow_seconds = flows.get(index, current, [carry.content for carry in back])
+                warped, mask = flowlib.nearest_reliable(
+                    [flowlib.warp(images.to_array(optimized_space(carry.output)), backward)
+                     for carry, (backward, _) in zip(back, pairs)],
+                    [reliable for _, reliable in pairs])
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
@@ -224,7 +240,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
             if upcoming is not None:
-                flows.prefetch(index + 1, upcoming[1], current)
+                inputs = [carry.content for carry in history] + [current]
+                flows.prefetch(index + 1, upcoming[1], reaching_back(inputs, distances))
             extra = first_frame_callbacks if index == 0 else ()
             result = optimize(start.to(where.canvas), evaluate, where.optim,
                               iterations=(first_iterations(config) if index == 0
@@ -239,7 +256,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             output = quantise(output)
             yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
                               reliable_fraction, tile_size)
-            previous = Carry(current, output)
+            history.append(Carry(current, output))
             index += 1
     finally:
         if flows is not None:
@@ -273,12 +290,13 @@ def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, 
 
 
 def read_selection(path: str | os.PathLike, first: int, count: int, height: int, width: int,
-                   skip: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
-    """(index in selection, frame resized to height x width) for selection indices skip-1..count-1
-    (the frame before ``skip`` too, when there is one, for the warm start of a resumed run).
+                   skip: int = 0, back: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+    """(index in selection, frame resized to height x width) for selection indices
+    skip-back..count-1: the ``back`` frames before ``skip`` too, as far as there are any, for the
+    warm start of a resumed run.
 
     The whole ffmpeg reader lives inside this generator: closing it stops ffmpeg."""
-    wanted_from = first + max(0, skip - 1)
+    wanted_from = first + max(0, skip - back)
     index = -1
     with open_frames(path) as frames:
         for index, raw in enumerate(frames):
@@ -291,6 +309,11 @@ def read_selection(path: str | os.PathLike, first: int, count: int, height: int,
     if index < first + count - 1:
         raise InputError(f"{path}: the video ended after {index + 1} frames, "
                          f"{first + count} expected; no frame was skipped, so the run stops here")
+
+
+def reach(config: StylizeConfig) -> int:
+    """How many frames back the warm start looks: the previous one, or the farthest --long-term."""
+    return max((1, *config.video.long_term))
 
 
 def read_frame(path: str | os.PathLike, index: int, height: int, width: int) -> torch.Tensor:

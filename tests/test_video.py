@@ -113,7 +113,7 @@ def test_codec_pixel_format_and_range_without_audio(clip_factory, style_path, tm
     assert "h264" in streams and "yuv420p" in streams
 
 
-@pytest.mark.parametrize("extra", [(), ("--preserve-colors",)])
+@pytest.mark.parametrize("extra", [(), ("--preserve-colors",), ("--long-term", "2")])
 def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch,
                                                     extra):
     clip = clip_factory(count=4)
@@ -164,6 +164,36 @@ def test_preserve_colors_keeps_each_frames_chroma():
         luma_gap[keep] = min(float((o[:, :1] - i[:, :1]).abs().mean()) for o, i in zip(out, ins))
     assert chroma_gap[True] < 0.01 < chroma_gap[False], chroma_gap
     assert luma_gap[True] > 0.005, luma_gap  # the luminance is painted (quantisation: 1e-5)
+
+
+def test_long_term_consistency_restores_what_an_occluder_uncovers():
+    """A still scene with a square passing in front: without --long-term, the background it
+    uncovers is painted afresh; with it, from the frames that saw it before, so it comes back as
+    it was painted in the first frame (beyond the drift every pixel has)."""
+    from conftest import moving_frames
+    from nstvideo import images
+
+    network, config, _, grams = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 8, 1, 48, 64)
+    count = 17  # the square moves 3 px a frame and hides a pixel for 4 or 5 frames
+    raw = moving_frames(count, 48, 64, shift=(0, 0))
+    frames = [images.to_tensor(f.astype(np.float32) / 255) for f in raw]
+    square = np.stack([(f == (240, 40, 40)).all(-1) for f in raw])  # the occluder's colour
+    # hidden from frame 6 on (uncovered from frame 10 on, when 8 frames back saw it), seen in the
+    # first and last frames
+    behind = square[6:-1].any(0) & ~square[:6].any(0) & ~square[-1]
+    never = ~square.any(0)  # what every frame sees: the drift any pixel has
+    assert behind.sum() > 200, behind.sum()
+    excess = {}
+    for long_term in ((), (2, 4, 8)):
+        # a first frame painted further than the later frames can repaint what they uncover, and
+        # what they see held in place
+        run = config.replace(video={"long_term": long_term, "first_iterations": 40,
+                                    "temporal_weight": 1e5})
+        out = [r.image[0].permute(1, 2, 0).numpy()
+               for r in video_job.stylize_frames(iter(frames), grams, run, network=network, total=count)]
+        drift = np.abs(out[-1] - out[0]).mean(-1)
+        excess[long_term] = float(drift[behind].mean() - drift[never].mean())
+    assert excess[(2, 4, 8)] < 0.5 * excess[()], excess  # measured: 0.010 against 0.033
 
 
 def test_changed_style_is_refused_with_one_line(clip_factory, style_path, content_path, tmp_path, capsys):
