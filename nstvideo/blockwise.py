@@ -61,7 +61,8 @@ class BlockwiseObjective:
 
     ``evaluate(canvas)`` returns the weighted terms and leaves the exact gradient in canvas.grad,
     so it plugs into ``engine.optimize`` as it is. The canvas may live in host memory while the
-    blocks run on ``network``'s device.
+    blocks run on ``network``'s device. The content image goes to the device a block at a time;
+    its targets are kept on ``targets_device`` (default: where the content is).
     """
 
     def __init__(self, network: VGGFeatures, *, tile_size: int, content_layers: Sequence[str],
@@ -71,7 +72,8 @@ class BlockwiseObjective:
                  style_weight: float = 1.0, tv_weight: float = 0.0, precision: str = "fp32",
                  height: Optional[int] = None, width: Optional[int] = None,
                  style_grams: Optional[dict[str, torch.Tensor]] = None,
-                 on_block: Optional[BlockCallback] = None):
+                 on_block: Optional[BlockCallback] = None,
+                 targets_device: Optional[torch.device] = None):
         self.network = network
         self.device = next(network.parameters()).device
         self.precision = precision
@@ -99,7 +101,7 @@ class BlockwiseObjective:
         self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
         self.content_targets: dict[str, torch.Tensor] = {}
         if self.content_layers:
-            self.content_targets = self._features_of(content)
+            self.content_targets = self._features_of(content, targets_device or content.device)
         self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
         self.warped: Optional[torch.Tensor] = None
         self.reliable: Optional[torch.Tensor] = None
@@ -150,8 +152,8 @@ class BlockwiseObjective:
         return features[layer][..., rows, cols]
 
     @torch.no_grad()
-    def _features_of(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Content features of the whole image, assembled from blocks, kept where the image is."""
+    def _features_of(self, image: torch.Tensor, where: torch.device) -> dict[str, torch.Tensor]:
+        """Content features of the whole image, assembled from blocks, kept on ``where``."""
         out: dict[str, torch.Tensor] = {}
         for block in self.blocks:
             crop = image[(..., *block.outer.slices())].to(self.device)
@@ -161,9 +163,9 @@ class BlockwiseObjective:
                 if layer not in out:
                     stride = self.strides[layer]
                     out[layer] = torch.zeros((1, inner.shape[1], self.height // stride, self.width // stride),
-                                             device=image.device)
+                                             device=where)
                 box = block.feature_box(self.strides[layer])
-                out[layer][..., box.y0:box.y0 + inner.shape[-2], box.x0:box.x0 + inner.shape[-1]] = inner.to(image.device)
+                out[layer][..., box.y0:box.y0 + inner.shape[-2], box.x0:box.x0 + inner.shape[-1]] = inner.to(where)
         return out
 
     @torch.no_grad()

@@ -163,7 +163,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     styles = [images.load(path) for path in args.style]
     work = WorkDir(config.video.work_dir or output.with_name(output.name + ".work"))
     mode = config.video.temporal
-    long_term = (" with --long-term " + ",".join(map(str, sorted(set(config.video.long_term))))
+    long_term = (" with --long-term " + ",".join(map(str, config.video.long_term))
                  if config.video.long_term else "")
 
     if config.output.dry_run:

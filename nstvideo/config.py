@@ -37,6 +37,11 @@ def _csv_ints(text: str) -> tuple[int, ...]:
         raise UsageError(f"expected comma-separated whole numbers such as 4,8,16, got {text!r}") from None
 
 
+def _frame_distances(text: str) -> tuple[int, ...]:
+    """Sorted and without repeats: 8,4 and 4,4,8 are the same job as 4,8 (and resume as one)."""
+    return tuple(sorted(set(_csv_ints(text))))
+
+
 def opt(default: Any, help: str, *, parse: Optional[Callable[[str], Any]] = None,
         choices: Optional[tuple[str, ...]] = None, flag: Optional[str] = None,
         metavar: Optional[str] = None, cli: bool = True, nargs: Optional[str] = None):
@@ -244,7 +249,7 @@ class VideoConfig:
                                      "frame cannot see (a disocclusion), hold each frame to the "
                                      "output this many frames back, nearest first, e.g. 4,8,16 "
                                      "(one more flow per distance; default: the previous frame only)",
-                                     parse=_csv_ints, metavar="J1,J2,...")
+                                     parse=_frame_distances, metavar="J1,J2,...")
     first_iterations: Optional[int] = opt(None, "iterations for the first frame (default: twice "
                                           f"--iterations; {2 * STILL_ITERATIONS} without it)",
                                           parse=int, metavar="N")

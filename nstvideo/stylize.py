@@ -188,7 +188,7 @@ def plan(config: StylizeConfig, height: int, width: int,
 
 class Placement(NamedTuple):
     canvas: torch.device  # where the canvas and the optimizer state live
-    content: torch.device  # where the content image, and so its targets, live
+    content: torch.device  # where a block-wise unit's content targets live
     optim: OptimConfig  # with the L-BFGS history that fits there
 
 
@@ -246,7 +246,7 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         where = placement(step, config.optim, device)
         scaled_content = None
         if target_content is not None:
-            scaled_content = resize(target_content, step.height, step.width).to(where.content)
+            scaled_content = resize(target_content, step.height, step.width)
         scaled_styles = [style_at_scale(s, step.long_side, loss.style_scale) for s in target_styles]
         terms = dict(content_layers=content_layers, style_layers=style_layers,
                      styles=scaled_styles, style_blend=loss.style_weights,
@@ -256,10 +256,11 @@ def stylize_image(content: Optional[torch.Tensor], styles: Sequence[torch.Tensor
         if step.tile_size:
             objective = BlockwiseObjective(network, tile_size=step.tile_size, content=scaled_content,
                                            height=step.height, width=step.width,
-                                           on_block=on_block, **terms)
+                                           on_block=on_block, targets_device=where.content, **terms)
             evaluate = objective.evaluate
         else:
-            evaluate = autograd_evaluator(StyleObjective(network, content=scaled_content, **terms))
+            on_device = None if scaled_content is None else scaled_content.to(device)
+            evaluate = autograd_evaluator(StyleObjective(network, content=on_device, **terms))
         if canvas is None:
             start = initial_canvas(sched.init, target_content, init_image, step.height, step.width,
                                    sched.init_noise, sched.seed)

@@ -211,12 +211,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             started = time.perf_counter()
             height, width = frame.shape[-2:]
             target = optimized_space(frame)
-            content = target.to(where.content)
             if tile_size:
-                objective = BlockwiseObjective(network, tile_size=tile_size, content=content, **terms)
+                objective = BlockwiseObjective(network, tile_size=tile_size, content=target,
+                                               targets_device=where.content, **terms)
                 evaluate = objective.evaluate
             else:
-                objective = StyleObjective(network, content=content, **terms)
+                objective = StyleObjective(network, content=target.to(device), **terms)
                 evaluate = autograd_evaluator(objective)
             fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
                                    sched.seed)

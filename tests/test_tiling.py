@@ -224,6 +224,19 @@ def test_plan_keeps_content_targets_on_the_gpu_when_they_fit(monkeypatch):
     assert on_cpu.tile_size and not on_cpu.content_on_host  # one memory: nothing to cross
 
 
+def test_content_targets_are_kept_where_the_plan_says_and_the_image_is_not_moved():
+    """A poster's content image stays where it is (it reaches the device a block at a time);
+    only its targets go where the plan put them."""
+    layers = ["relu1_1", "relu2_1", "relu3_1"]
+    network = VGGFeatures("vgg19", layers)
+    _, tiled, _ = _objectives(network, (150, 190), 128, ["relu3_1"], layers,
+                              targets_device=torch.device("meta"))  # "the GPU"
+    assert tiled.content_targets["relu3_1"].device.type == "meta"
+    assert tiled.content_targets["relu3_1"].shape == (1, 256, 150 // 4, 190 // 4)
+    _, kept, _ = _objectives(network, (150, 190), 128, ["relu3_1"], layers)
+    assert kept.content_targets["relu3_1"].device.type == "cpu"  # default: where the content is
+
+
 def test_content_targets_from_host_memory_are_staged_once_per_block():
     """Content targets kept on the host (a poster) reach a device through one staged contiguous
     copy per block and layer, made once and reused every iteration; the parts are the exact

@@ -620,3 +620,17 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
                                             layout=layout))
     assert len(results) == 3 and failures == [128]  # the first frame only
     assert [r.tile_size for r in results] == [96, 96, 96]  # what the report shows: the blocks that ran
+
+
+def test_long_term_distances_are_one_job_in_any_order():
+    """8,4 and 4,4,8 hold the frames to the same outputs as 4,8: one resume fingerprint."""
+    from nstvideo.cli import build_parser, config_from_args
+    from nstvideo.resume import settings_fingerprint
+
+    def fingerprint(value):
+        args = build_parser().parse_args(["stylize", "in.mp4", "--style", "s.png", "--long-term", value])
+        config = config_from_args(args)
+        return config.video.long_term, settings_fingerprint(config)
+
+    assert fingerprint("8,4") == fingerprint("4,4,8") == fingerprint("4,8")
+    assert fingerprint("4,8")[0] == (4, 8)
