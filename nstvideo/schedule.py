@@ -117,9 +117,14 @@ def content_target_bytes(table, content_layers, height: int, width: int) -> int:
                for info in table if info.name in content_layers)
 
 
+def canvas_bytes(height: int, width: int) -> int:
+    """One fp32 RGB canvas, or one canvas-sized optimizer vector."""
+    return 3 * height * width * 4
+
+
 def canvas_state_bytes(height: int, width: int, history: int) -> int:
     """What scales with the canvas: its copies and temporaries plus 2 vectors per L-BFGS pair."""
-    return 3 * height * width * 4 * (CANVAS_COPIES + 2 * history)
+    return canvas_bytes(height, width) * (CANVAS_COPIES + 2 * history)
 
 
 def lbfgs_history_for(canvas_bytes: int, host_budget_bytes: float, configured: int) -> int:

@@ -26,10 +26,10 @@ from .features import VGGFeatures, canonical_layers, deepest, layer_table
 from .objective import StyleObjective
 from .resume import ResumePoint
 from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
-from .schedule import (BLOCK_MEMORY_FRACTION, CANVAS_COPIES, DEVICE_FILL, HOST_HISTORY_FRACTION,
-                       MIN_DEVICE_TILE, MIN_LBFGS_HISTORY, ScaleStep, canvas_state_bytes,
-                       choose_tile_size, content_target_bytes, estimate_memory_mib, fit_long_side, lbfgs_history_for,
-                       plan_scales)
+from .schedule import (BLOCK_MEMORY_FRACTION, DEVICE_FILL, HOST_HISTORY_FRACTION, MIN_DEVICE_TILE,
+                       MIN_LBFGS_HISTORY, ScaleStep, canvas_bytes, canvas_state_bytes,
+                       choose_tile_size, content_target_bytes, estimate_memory_mib, fit_long_side,
+                       lbfgs_history_for, plan_scales)
 from .tiling import grid_of, margin_for, min_tile_size, plan_blocks
 from .weights import WeightsSource, resolve
 
@@ -146,7 +146,6 @@ def plan(config: StylizeConfig, height: int, width: int,
     for step in steps:
         budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
         tile = choose_tile_size(step.height, step.width, estimate, budget, s.tile_size, smallest, stride)
-        canvas_bytes = 3 * step.height * step.width * 4
         block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
         # The canvas leaves the device only when even the shortest L-BFGS history (none for
         # Adam) does not fit beside a block: on the host every block crosses the bus twice per
@@ -178,8 +177,9 @@ def plan(config: StylizeConfig, height: int, width: int,
             room = host_free - 2 * targets
         else:
             room = free - block_bytes - (0 if content_on_host else targets)
-        history_budget = HOST_HISTORY_FRACTION * room - CANVAS_COPIES * canvas_bytes
-        history = lbfgs_history_for(canvas_bytes, history_budget, config.optim.lbfgs_history)
+        history_budget = HOST_HISTORY_FRACTION * room - canvas_state_bytes(step.height, step.width, 0)
+        history = lbfgs_history_for(canvas_bytes(step.height, step.width), history_budget,
+                                    config.optim.lbfgs_history)
         planned.append(replace(step, tile_size=tile, grid=grid, canvas_on_host=on_host,
                                content_on_host=content_on_host, lbfgs_history=history,
                                activation_mib=block_bytes / (1 << 20)))
