@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +59,14 @@ class Carry:
 
     content: np.ndarray  # previous input frame at processing size, (H, W, 3) float32 in [0, 1]
     output: torch.Tensor  # previous stylized frame, (1, 3, H, W) on the CPU, 16-bit quantised
+
+
+class _Seen(NamedTuple):
+    """An earlier frame as the loop uses it, converted once: read by every later frame that
+    reaches back to it."""
+
+    content: np.ndarray  # input frame, (H, W, 3) float32
+    painted: np.ndarray  # stylized output in the space frames are optimized in, (H, W, 3) float32
 
 
 @dataclass
@@ -200,11 +208,16 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     # each frame with its array (what the flow reads); read one frame ahead for the flow thread
     items = ((frame, images.to_array(frame)) for frame in frames)
     ahead = flows is not None and flows.pool is not None
-    distances = (1,) + tuple(sorted(set(video.long_term)))  # nearest first
-    history = collections.deque(history, maxlen=reach(config))
+    distances = temporal_distances(config)
     keep_colors = sched.preserve_colors
     # what a frame is optimized in: luminance alone when the content's colours are kept
     optimized_space = color.luminance_rgb if keep_colors else (lambda image: image)
+
+    def seen(content: np.ndarray, output: torch.Tensor) -> _Seen:
+        return _Seen(content, images.to_array(optimized_space(output)))
+
+    earlier = collections.deque((seen(carry.content, carry.output) for carry in history),
+                                maxlen=distances[-1])
     index = start_index
     try:
         for (frame, current), upcoming in lookahead(items) if ahead else ((i, None) for i in items):
@@ -221,16 +234,15 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
                                    sched.seed)
             flow_seconds, reliable_fraction = 0.0, None
-            if not history or video.temporal == "none":
+            if not earlier or video.temporal == "none":
                 start = fresh
             elif video.temporal == "prev":
-                start = optimized_space(history[-1].output)
+                start = images.to_tensor(earlier[-1].painted)
             else:
-                back = reaching_back(history, distances)
-                pairs, flow_seconds = flows.get(index, current, [carry.content for carry in back])
+                back = reaching_back(earlier, distances)
+                pairs, flow_seconds = flows.get(index, current, [item.content for item in back])
                 warped, mask = flowlib.nearest_reliable(
-                    [flowlib.warp(images.to_array(optimized_space(carry.output)), backward)
-                     for carry, (backward, _) in zip(back, pairs)],
+                    [flowlib.warp(item.painted, backward) for item, (backward, _) in zip(back, pairs)],
                     [reliable for _, reliable in pairs])
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
@@ -240,7 +252,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
             if upcoming is not None:
-                inputs = [carry.content for carry in history] + [current]
+                inputs = [item.content for item in earlier] + [current]
                 flows.prefetch(index + 1, upcoming[1], reaching_back(inputs, distances))
             extra = first_frame_callbacks if index == 0 else ()
             result = optimize(start.to(where.canvas), evaluate, where.optim,
@@ -256,7 +268,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             output = quantise(output)
             yield FrameResult(index, output, result, flow_seconds, time.perf_counter() - started,
                               reliable_fraction, tile_size)
-            history.append(Carry(current, output))
+            earlier.append(seen(current, output))
             index += 1
     finally:
         if flows is not None:
@@ -311,9 +323,11 @@ def read_selection(path: str | os.PathLike, first: int, count: int, height: int,
                          f"{first + count} expected; no frame was skipped, so the run stops here")
 
 
-def reach(config: StylizeConfig) -> int:
-    """How many frames back the warm start looks: the previous one, or the farthest --long-term."""
-    return max((1, *config.video.long_term))
+def temporal_distances(config: StylizeConfig) -> tuple[int, ...]:
+    """How many frames back the warm start looks, nearest first: the previous frame (1), then the
+    --long-term distances. The last is the reach: the frames a run keeps, and a resumed one
+    reads back."""
+    return (1, *sorted(set(config.video.long_term)))
 
 
 def read_frame(path: str | os.PathLike, index: int, height: int, width: int) -> torch.Tensor:
