@@ -7,6 +7,7 @@ with the resume state left in the work folder and no output file).
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import sys
@@ -63,16 +64,17 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
 
 
 def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layout, styles,
-               work, writer, first: int, count: int, done: int,
-               size: tuple[int, int]) -> tuple[list[dict], list[tuple[str, list]]]:
+               work, writer, first: int, count: int, done: int, size: tuple[int, int],
+               saved: Sequence = ()) -> tuple[list[dict], list[tuple[str, list]]]:
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
-    Returns the report's per-frame rows and the loss histories for the plot."""
+    ``saved`` are the last finished frames of a resumed run, as many as its warm start reaches
+    back to. Returns the report's per-frame rows and the loss histories for the plot."""
     from . import images, runtime
     from .cli import warn_if_random
     from .progress import FrameBar
     from .recorder import job_recorders
     from .stylize import build_network
-    from .video_job import (Carry, FrameSink, reach, read_frame, read_selection, stylize_frames,
+    from .video_job import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
                             style_targets, workers_pay)
 
     height, width = size
@@ -82,13 +84,11 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     network, weights = build_network(config, device)
     warn_if_random(weights, config.output.quiet)
     bar = FrameBar(count, done, disable=config.output.quiet)
-    source = read_selection(args.input, first, count, height, width, skip=done, back=reach(config))
+    source = read_selection(args.input, first, count, height, width, skip=done, back=len(saved))
     sink = FrameSink(work, writer, threaded=workers_pay(device))
     try:
-        history = []  # a resumed run: the frames its warm start reaches back to
-        while len(history) < min(done, reach(config)):
-            index, frame = next(source)
-            history.append(Carry(images.to_array(frame), work.load_frame(index)))
+        inputs = [frame for _, frame in itertools.islice(source, len(saved))]
+        history = [Carry(images.to_array(frame), output) for frame, output in zip(inputs, saved)]
         frames = (frame for _, frame in source)
         # the selection's first frame: the progress video's content panel, and with
         # --preserve-colors the frame whose luminance the styles are matched to
@@ -96,8 +96,8 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
         if not done and (config.record.progress_video or config.schedule.preserve_colors):
             opening = next(frames)
             frames = itertools.chain([opening], frames)
-        elif config.schedule.preserve_colors:
-            opening = read_frame(args.input, first, height, width)
+        elif config.schedule.preserve_colors:  # resumed: read back already, or read it again
+            opening = inputs[0] if len(inputs) == done else read_frame(args.input, first, height, width)
         grams = style_targets(network, styles, config, max(height, width), colors_of=opening)
         panel = opening if config.record.progress_video and not done else None
         # a with block: on Ctrl-C or an error the progress video is dropped, not finished
@@ -135,7 +135,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     from .recorder import loss_plot
     from .video import probe
     from .video_job import (WorkDir, encoding, fingerprint, first_iterations, processing_size,
-                            select_range)
+                            select_range, temporal_distances)
 
     from .cli import check_output, default_output
 
@@ -190,13 +190,17 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     try:
         # the encoder runs for the whole job; the MP4 is kept only if all `count` frames went in
         with encoding(work, output, info, args.input, first, count, height, width) as writer:
-            for index in range(done):  # a resumed run: the frames saved before come first
-                writer.write(work.load_frame(index))
+            # a resumed run: the frames saved before come first; the last of them also start
+            # the next frames
+            saved = collections.deque(maxlen=temporal_distances(config)[-1])
+            for index in range(done):
+                saved.append(work.load_frame(index))
+                writer.write(saved[-1])
             if done < count:
                 per_frame, histories = run_frames(
                     args, config, device=device, layout=step, styles=styles,
                     work=work, writer=writer, first=first, count=count, done=done,
-                    size=(height, width))
+                    size=(height, width), saved=saved)
     except OutputError as error:
         raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
                           "command again to write the video") from None

@@ -113,7 +113,8 @@ def test_codec_pixel_format_and_range_without_audio(clip_factory, style_path, tm
     assert "h264" in streams and "yuv420p" in streams
 
 
-@pytest.mark.parametrize("extra", [(), ("--preserve-colors",), ("--long-term", "2")])
+@pytest.mark.parametrize("extra", [(), ("--preserve-colors",), ("--long-term", "2"),
+                                   ("--preserve-colors", "--long-term", "2")])
 def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch,
                                                     extra):
     clip = clip_factory(count=4)
