@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import (device_peak_tflops, emit, environment, iteration_gflop,
                                measured_gemm_tflops, synchronize)  # noqa: E402
 from nstvideo.config import OptimConfig  # noqa: E402
-from nstvideo.engine import autograd_evaluator, optimize  # noqa: E402
-from nstvideo.blockwise import BlockwiseObjective  # noqa: E402
-from nstvideo.features import VGGFeatures  # noqa: E402
-from nstvideo.objective import StyleObjective  # noqa: E402
+from nstvideo.optim.engine import autograd_evaluator, optimize  # noqa: E402
+from nstvideo.still.blockwise import BlockwiseObjective  # noqa: E402
+from nstvideo.network.features import VGGFeatures  # noqa: E402
+from nstvideo.network.objective import StyleObjective  # noqa: E402
 from nstvideo.runtime import configure_precision, peak_memory, reset_peak_memory, resolve_device  # noqa: E402
 
 CONTENT_LAYERS = ("relu4_2",)

@@ -26,11 +26,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "samples"))
 
 from make_samples import pan_frames  # noqa: E402
-from nstvideo import flow as flowlib  # noqa: E402
-from nstvideo import images, runtime  # noqa: E402
+from nstvideo.video import flow as flowlib  # noqa: E402
+from nstvideo import images  # noqa: E402
+from nstvideo import runtime  # noqa: E402
 from nstvideo.config import StylizeConfig  # noqa: E402
-from nstvideo.stylize import build_network  # noqa: E402
-from nstvideo.video_job import stylize_frames, style_targets  # noqa: E402
+from nstvideo.still.stylize import build_network  # noqa: E402
+from nstvideo.video.frames import stylize_frames, style_targets  # noqa: E402
 
 SIZES = {"full": [(360, 640), (720, 1280)], "quick": [(72, 128), (144, 256)]}
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from nstvideo.features import layer_table
+from nstvideo.network.features import layer_table
 
 # bf16 dense tensor-core peaks (TFLOP/s) of GPUs we report on; fp32/tf32 peaks are listed too.
 GPU_PEAK_TFLOPS = {"H100": {"bf16": 989.0, "tf32": 494.0, "fp32": 67.0},

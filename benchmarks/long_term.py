@@ -31,10 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import emit  # noqa: E402
-from nstvideo import images, runtime  # noqa: E402
+from nstvideo import images  # noqa: E402
+from nstvideo import runtime  # noqa: E402
 from nstvideo.config import StylizeConfig  # noqa: E402
-from nstvideo.stylize import build_network  # noqa: E402
-from nstvideo.video_job import stylize_frames, style_targets  # noqa: E402
+from nstvideo.still.stylize import build_network  # noqa: E402
+from nstvideo.video.frames import stylize_frames, style_targets  # noqa: E402
 
 SQUARE = (240, 40, 40)
 

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from conftest import gradient_image, stripes_image  # noqa: E402
 
-from nstvideo.cli import main  # noqa: E402
-from nstvideo.recorder import expected_frames  # noqa: E402
+from nstvideo.cli.main import main  # noqa: E402
+from nstvideo.records.recorder import expected_frames  # noqa: E402
 
 
 def run(optimizer: str, size: int, iterations: int, every: int, layout: str) -> None:

@@ -35,7 +35,7 @@ def shared_random_model(nspt: Path, folder: Path) -> Path:
     script = (
         "import sys, torch; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[3]);"
         "from CaffeLoader import VGG, buildSequential, channel_list;"
-        "from nstvideo.features import VGGFeatures;"
+        "from nstvideo.network.features import VGGFeatures;"
         "model = VGG(buildSequential(channel_list['VGG-19'], 'max'));"
         "ours = VGGFeatures('vgg19', ['relu5_4']);"
         "state = model.state_dict();"

@@ -4,9 +4,9 @@ __version__ = "0.1.0"
 
 from .config import (LossConfig, ModelConfig, OptimConfig, OutputConfig, ScheduleConfig,
                      StylizeConfig)
-from .engine import OptimResult, Progress, optimize
+from .optim.engine import OptimResult, Progress, optimize
 from .errors import InputError, LayerError, NstError, UsageError, WeightsError
-from .stylize import StylizeResult, stylize_image
+from .still.stylize import StylizeResult, stylize_image
 
 __all__ = [
     "LossConfig", "ModelConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "StylizeConfig",

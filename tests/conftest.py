@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nstvideo.config import StylizeConfig
-from nstvideo.features import VGGFeatures
+from nstvideo.network.features import VGGFeatures
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "samples"

@@ -2,7 +2,7 @@ import json
 
 import cv2
 
-from nstvideo.cli import main
+from nstvideo.cli.main import main
 
 FAST = ["--weights", "random", "--device", "cpu", "--size", "48", "--iterations", "3", "--quiet"]
 
@@ -118,7 +118,7 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys, content_path, 
 
 
 def test_preserve_colors_keeps_content_chroma(tmp_path, capsys, content_path, style_path):
-    from nstvideo.color import rgb_to_yiq
+    from nstvideo.network.color import rgb_to_yiq
     from nstvideo.images import load
 
     out = tmp_path / "o.png"
@@ -162,7 +162,7 @@ def test_out_of_memory_outside_the_blocks_is_one_line(capsys, content_path, styl
     naming what to lower, exit 2, no traceback."""
     import torch
 
-    from nstvideo import engine
+    from nstvideo.optim import engine
 
     def out_of_memory(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 74.00 GiB")

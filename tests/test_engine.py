@@ -1,9 +1,9 @@
 import torch
 
 from nstvideo.config import OptimConfig
-from nstvideo.engine import Progress, autograd_evaluator, optimize
-from nstvideo.objective import StyleObjective
-from nstvideo.stylize import stylize_image
+from nstvideo.optim.engine import Progress, autograd_evaluator, optimize
+from nstvideo.network.objective import StyleObjective
+from nstvideo.still.stylize import stylize_image
 
 
 def _objective(network, content, style, **weights):
@@ -91,8 +91,8 @@ def test_auto_precision_is_concrete_per_device():
 def test_targets_follow_the_network_to_its_device():
     """Content and style images may sit on the host while the network is on a GPU: the targets
     are computed on the network's device (checked here with the meta device, CPU-only)."""
-    from nstvideo.features import VGGFeatures
-    from nstvideo.objective import StyleObjective
+    from nstvideo.network.features import VGGFeatures
+    from nstvideo.network.objective import StyleObjective
 
     network = VGGFeatures("vgg19", ["relu1_1", "relu2_1"]).to("meta")
     objective = StyleObjective(network, content_layers=["relu2_1"], style_layers=["relu1_1"],

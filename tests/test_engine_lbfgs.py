@@ -7,9 +7,9 @@ import torch
 
 from nstvideo import images
 from nstvideo.config import OptimConfig, StylizeConfig
-from nstvideo.engine import autograd_evaluator, optimize
-from nstvideo.lbfgs import LBFGS
-from nstvideo.stylize import build_network, stylize_image
+from nstvideo.optim.engine import autograd_evaluator, optimize
+from nstvideo.optim.lbfgs import LBFGS
+from nstvideo.still.stylize import build_network, stylize_image
 
 
 def test_lbfgs_memory_holds_the_clamped_step(monkeypatch):

@@ -8,11 +8,11 @@ import cv2
 import torch
 import pytest
 
-from nstvideo.cli import main
-from nstvideo.cli_explore import parse_grid
+from nstvideo.cli.main import main
+from nstvideo.cli.explore import parse_grid
 from nstvideo.config import StylizeConfig
 from nstvideo.errors import UsageError
-from nstvideo.explore import random_walk
+from nstvideo.records.explore import random_walk
 
 TINY = ["--weights", "random", "--device", "cpu", "--quiet", "--size", "32", "--min-scale", "32"]
 
@@ -77,7 +77,7 @@ def test_parse_grid_combinations_and_errors():
 
 
 def test_truncated_network_gives_the_same_features(network):
-    from nstvideo.explore import truncated
+    from nstvideo.records.explore import truncated
 
     shallow = truncated(network, ("relu2_1",))
     image = torch.rand(1, 3, 32, 32)

@@ -3,8 +3,8 @@ import torch
 import torchvision
 
 from nstvideo.errors import LayerError, WeightsError
-from nstvideo.features import VGGFeatures, canonical_layer, layer_table
-from nstvideo.weights import load_state_dict, locate, resolve
+from nstvideo.network.features import VGGFeatures, canonical_layer, layer_table
+from nstvideo.network.weights import load_state_dict, locate, resolve
 
 
 def test_layer_names_accept_paper_conv_and_keras_spellings():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nstvideo import flow
+from nstvideo.video import flow
 
 from conftest import moving_frames
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from nstvideo.lbfgs import LBFGS
+from nstvideo.optim.lbfgs import LBFGS
 
 SYNCING = {"item", "__bool__", "__float__", "__int__", "__index__", "tolist", "numpy", "nonzero"}
 

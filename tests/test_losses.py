@@ -1,6 +1,6 @@
 import torch
 
-from nstvideo.losses import (ContentLoss, StyleLoss, content_loss, energy, gram, gram_matrix, style_loss,
+from nstvideo.network.losses import (ContentLoss, StyleLoss, content_loss, energy, gram, gram_matrix, style_loss,
                              temporal_loss, tv_loss)
 
 

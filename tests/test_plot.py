@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from nstvideo import plot
-from nstvideo.recorder import loss_plot
+from nstvideo.records import plot
+from nstvideo.records.recorder import loss_plot
 
 
 def test_loss_chart_shape_and_content():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from nstvideo.cli import main
-from nstvideo.engine import Progress, Stage
-from nstvideo.recorder import ProgressVideo, expected_frames
+from nstvideo.cli.main import main
+from nstvideo.optim.engine import Progress, Stage
+from nstvideo.records.recorder import ProgressVideo, expected_frames
 
 TINY = ["--weights", "random", "--device", "cpu", "--quiet", "--size", "48", "--min-scale", "48",
         "--content-layers", "relu2_1", "--style-layers", "relu1_1,relu2_1"]

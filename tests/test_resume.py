@@ -2,8 +2,8 @@ import json
 
 import cv2
 
-from nstvideo import progress
-from nstvideo.cli import main
+from nstvideo.records import progress
+from nstvideo.cli.main import main
 
 ARGS = ["--weights", "random", "--device", "cpu", "--size", "64", "--min-scale", "32",
         "--iterations", "6", "--tolerance", "0", "--quiet", "--content-layers", "relu3_1",

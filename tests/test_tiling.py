@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from nstvideo.blockwise import BlockwiseObjective
-from nstvideo.cli import main
-from nstvideo.engine import autograd_evaluator
+from nstvideo.still.blockwise import BlockwiseObjective
+from nstvideo.cli.main import main
+from nstvideo.optim.engine import autograd_evaluator
 from nstvideo.errors import UsageError
-from nstvideo.features import VGGFeatures, layer_table
-from nstvideo.objective import StyleObjective
-from nstvideo.tiling import Box, margin_for, plan_blocks, reach
+from nstvideo.network.features import VGGFeatures, layer_table
+from nstvideo.network.objective import StyleObjective
+from nstvideo.still.tiling import Box, margin_for, plan_blocks, reach
 
 GATYS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 
@@ -170,9 +170,9 @@ def test_plan_keeps_a_poster_canvas_on_the_gpu_with_a_shorter_history(monkeypatc
     """An 8192² poster on an 80 GB GPU: the canvas stays on the device with fewer L-BFGS pairs
     (on the host every block would cross the bus twice per iteration); Adam keeps no pairs;
     only a device too small for even the shortest history sends the canvas to the host."""
-    from nstvideo import stylize
+    from nstvideo.still import stylize
     from nstvideo.config import StylizeConfig
-    from nstvideo.schedule import MIN_LBFGS_HISTORY
+    from nstvideo.still.schedule import MIN_LBFGS_HISTORY
 
     gib = 1 << 30
     monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
@@ -193,10 +193,10 @@ def test_plan_keeps_content_targets_on_the_gpu_when_they_fit(monkeypatch):
     """Block-wise on a GPU, the content targets go to the device when they fit beside the canvas
     state and a block (no bus traffic per block); under a tight cap the 3 GB stay on the host, where
     they and their pinned staging copies are counted before the L-BFGS history."""
-    from nstvideo import stylize
+    from nstvideo.still import stylize
     from nstvideo.config import StylizeConfig
-    from nstvideo.features import layer_table
-    from nstvideo.schedule import content_target_bytes
+    from nstvideo.network.features import layer_table
+    from nstvideo.still.schedule import content_target_bytes
 
     gib = 1 << 30
     monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)
@@ -262,9 +262,9 @@ def test_content_targets_from_host_memory_are_staged_once_per_block():
 def test_max_memory_bounds_the_plan(monkeypatch):
     """A 100 MP poster with --max-memory 24 on an 80 GB GPU: smaller blocks, the canvas still on
     the GPU, and blocks plus canvas state planned within 24 GiB (the poster target's bound)."""
-    from nstvideo import stylize
+    from nstvideo.still import stylize
     from nstvideo.config import StylizeConfig
-    from nstvideo.schedule import DEVICE_FILL, MIN_DEVICE_TILE, canvas_state_bytes
+    from nstvideo.still.schedule import DEVICE_FILL, MIN_DEVICE_TILE, canvas_state_bytes
 
     gib = 1 << 30
     monkeypatch.setattr(stylize, "host_available_memory", lambda: 100 * gib)

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nstvideo import video, video_job
-from nstvideo.cli import main
+from nstvideo.video import io as video
+from nstvideo.video import frames as video_job
+from nstvideo.cli.main import main
 from nstvideo.config import StylizeConfig
-from nstvideo.video_eval import evaluate
+from nstvideo.video.eval import evaluate
 
 FAST = ["--weights", "random", "--device", "cpu", "--quiet", "--content-layers", "relu3_1",
         "--style-layers", "relu1_1,relu2_1,relu3_1"]
@@ -55,7 +56,7 @@ def frame_loop(layers, content_layer, iterations, count, height, width):
     targets: what a test of ``stylize_frames`` needs."""
     from conftest import moving_frames
     from nstvideo import images
-    from nstvideo.features import VGGFeatures
+    from nstvideo.network.features import VGGFeatures
 
     network = VGGFeatures("vgg19", layers)
     config = StylizeConfig().replace(
@@ -149,7 +150,7 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
 def test_preserve_colors_keeps_each_frames_chroma():
     """--preserve-colors on video: every output frame has its own input frame's chroma and a
     stylized luminance; without it the style's colours come in."""
-    from nstvideo.color import rgb_to_yiq
+    from nstvideo.network.color import rgb_to_yiq
 
     network, config, frames, _ = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 8, 3, 48, 64)
     style = frames[0].flip(-1)[:, [2, 0, 1]]  # other colours than the frames'
@@ -337,7 +338,7 @@ def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
 
     import torch
 
-    from nstvideo import flow as flowlib
+    from nstvideo.video import flow as flowlib
 
     threads = []
     original = flowlib.flow_and_mask
@@ -419,7 +420,7 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
     and named by the state, and the same command resumes to the uninterrupted video."""
     import time
 
-    from nstvideo import progress
+    from nstvideo.records import progress
 
     clip = clip_factory(count=4)
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
@@ -492,7 +493,7 @@ def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_p
 
 
 def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, monkeypatch, capsys):
-    from nstvideo import progress
+    from nstvideo.records import progress
 
     clip = clip_factory(count=4)
     monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
@@ -579,7 +580,7 @@ def test_frames_follow_the_planned_history(monkeypatch):
     optimizer gets, not the configured one."""
     import torch
 
-    from nstvideo.schedule import ScaleStep
+    from nstvideo.still.schedule import ScaleStep
 
     used = []
     real_optimize = video_job.optimize
@@ -602,8 +603,8 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
     instead of failing again at the planned size."""
     import torch
 
-    from nstvideo.blockwise import BlockwiseObjective
-    from nstvideo.schedule import ScaleStep
+    from nstvideo.still.blockwise import BlockwiseObjective
+    from nstvideo.still.schedule import ScaleStep
 
     failures = []
     real_evaluate = BlockwiseObjective._evaluate_once
@@ -625,7 +626,7 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
 
 def test_long_term_distances_are_one_job_in_any_order():
     """8,4 and 4,4,8 hold the frames to the same outputs as 4,8: one resume fingerprint."""
-    from nstvideo.cli import build_parser, config_from_args
+    from nstvideo.cli.main import build_parser, config_from_args
     from nstvideo.resume import settings_fingerprint
 
     def fingerprint(value):

@@ -1,6 +1,6 @@
 """Command line for the exploration jobs: ``nstvideo layers`` and ``nstvideo sweep``.
 
-Kept apart from cli.py, which calls ``add_explore_commands`` and ``run``; options come from the
+``cli.main`` calls ``add_explore_commands`` and ``run``; options come from the
 config dataclasses as everywhere else.
 """
 
@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import EXIT_OK, _field_type, add_section_options, section_values, validate
-from .config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
-from .errors import UsageError
+from .options import EXIT_OK, field_type, add_section_options, section_values, validate
+from ..config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
+from ..errors import UsageError
 
 COMMANDS = ("layers", "sweep")
 RECORD_FLAGS = ("progress_video", "plot")
@@ -80,7 +80,7 @@ def parse_grid(items: Sequence[str]) -> list[dict[str, dict[str, Any]]]:
         if not sep or not values.strip():
             raise UsageError(f"--grid {item!r}: expected FIELD=V1,V2 such as style_weight=100,1000")
         section, grid_field = _find_field(name.strip().replace("-", "_"))
-        parse = _field_type(grid_field)
+        parse = field_type(grid_field)
         try:
             parsed = [parse(value.strip().replace("+", ",")) for value in values.split(",")]
         except ValueError:
@@ -106,11 +106,12 @@ def _output_dir(path: str) -> Path:
 
 
 def run(args: argparse.Namespace, config: StylizeConfig) -> int:
-    from . import images, runtime
-    from .explore import random_walk, render_layers, run_sweep
-    from .features import canonical_layers
-    from .progress import ProgressBar
-    from .stylize import plan
+    from .. import images
+    from .. import runtime
+    from ..records.explore import random_walk, render_layers, run_sweep
+    from ..network.features import canonical_layers
+    from ..records.progress import ProgressBar
+    from ..still.stylize import plan
 
     out_dir = _output_dir(args.output)
     if args.command == "layers":
@@ -126,8 +127,8 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
     device = runtime.resolve_device(config.model.device)
     runtime.configure_precision(config.model.precision)
     if config.model.weights == "random":
-        from .cli import warn_if_random
-        from .weights import WeightsSource
+        from .options import warn_if_random
+        from ..network.weights import WeightsSource
 
         warn_if_random(WeightsSource("random", None), quiet=False)
     quiet = config.output.quiet

@@ -1,6 +1,6 @@
 """The video side of the command line: ``stylize`` with a video input, and ``eval``.
 
-Called from cli.py; the same error contract holds (NstError -> one line, exit 2; Ctrl-C -> 130
+Called from ``cli.main``; the same error contract holds (NstError -> one line, exit 2; Ctrl-C -> 130
 with the resume state left in the work folder and no output file).
 """
 
@@ -17,8 +17,8 @@ from typing import Sequence
 
 import cv2
 
-from .config import StylizeConfig, VideoConfig
-from .errors import OutputError, UsageError
+from ..config import StylizeConfig, VideoConfig
+from ..errors import OutputError, UsageError
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
@@ -26,7 +26,7 @@ VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
 
 def is_video_input(path: str) -> bool:
     """A known video suffix, or a file that no image decoder claims."""
-    from .video import looks_like_video
+    from ..video.io import looks_like_video
 
     if looks_like_video(path):
         return True
@@ -34,7 +34,7 @@ def is_video_input(path: str) -> bool:
 
 
 def check_video_output(output: Path, inputs: Sequence[str]) -> None:
-    from .cli import refuse_overwriting
+    from .options import refuse_overwriting
 
     if output.suffix.lower() not in VIDEO_OUTPUTS:
         raise UsageError(f"cannot write video {output.name}: use one of {', '.join(VIDEO_OUTPUTS)}")
@@ -44,8 +44,8 @@ def check_video_output(output: Path, inputs: Sequence[str]) -> None:
 def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeConfig:
     """Without --iterations, a video's frames after the first get their own default (they start
     from the warped previous output) and the first frame twice the stills' per-scale default."""
-    from .config import FRAME_ITERATIONS
-    from .video_job import first_iterations
+    from ..config import FRAME_ITERATIONS
+    from ..video.frames import first_iterations
 
     if iterations_given:
         return config
@@ -56,7 +56,7 @@ def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeCo
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     """The still planner's decision for one frame: block size (None: whole), canvas placement,
     L-BFGS history and memory."""
-    from .stylize import plan
+    from ..still.stylize import plan
 
     long_side = max(height, width)
     single = config.replace(schedule={"size": long_side, "min_scale": long_side})
@@ -69,12 +69,13 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
     ``saved`` are the last finished frames of a resumed run, as many as its warm start reaches
     back to. Returns the report's per-frame rows and the loss histories for the plot."""
-    from . import images, runtime
-    from .cli import warn_if_random
-    from .progress import FrameBar
-    from .recorder import job_recorders
-    from .stylize import build_network
-    from .video_job import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
+    from .. import images
+    from .. import runtime
+    from .options import warn_if_random
+    from ..records.progress import FrameBar
+    from ..records.recorder import job_recorders
+    from ..still.stylize import build_network
+    from ..video.frames import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
                             style_targets, workers_pay)
 
     height, width = size
@@ -130,14 +131,16 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
 def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     import torch
 
-    from . import __version__, images, runtime
-    from .progress import write_report
-    from .recorder import loss_plot
-    from .video import probe
-    from .video_job import (WorkDir, encoding, fingerprint, first_iterations, processing_size,
+    from .. import __version__
+    from .. import images
+    from .. import runtime
+    from ..records.progress import write_report
+    from ..records.recorder import loss_plot
+    from ..video.io import probe
+    from ..video.frames import (WorkDir, encoding, fingerprint, first_iterations, processing_size,
                             select_range, temporal_distances)
 
-    from .cli import check_output, default_output
+    from .options import check_output, default_output
 
     output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")
     inputs = [args.input] + list(args.style)
@@ -236,7 +239,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
 # --- eval ----------------------------------------------------------------------------------------
 
 def add_eval_parser(commands, add_section_options) -> None:
-    from .config import LossConfig, ModelConfig
+    from ..config import LossConfig, ModelConfig
 
     parser = commands.add_parser(
         "eval", help="temporal consistency (warping error) and style loss of a stylized video, JSON")
@@ -254,7 +257,7 @@ def add_eval_parser(commands, add_section_options) -> None:
 
 
 def run_eval(args: argparse.Namespace, config: StylizeConfig) -> int:
-    from .video_eval import evaluate
+    from ..video.eval import evaluate
 
     figures = evaluate(args.output, args.reference, args.style or (), config)
     print(json.dumps(figures, indent=2))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import LayerError, WeightsError
+from ..errors import LayerError, WeightsError
 
 CONVS_PER_BLOCK = {"vgg19": (2, 2, 4, 4, 4), "vgg16": (2, 2, 3, 3, 3)}
 BLOCK_CHANNELS = (64, 128, 256, 512, 512)

@@ -18,7 +18,7 @@ from .losses import ContentLoss, StyleLoss, gram, temporal_loss, tv_loss
 
 def normalised(weights: Optional[Sequence[float]], count: int, what: str) -> list[float]:
     """Equal weights by default; given weights are scaled to sum to 1."""
-    from .errors import UsageError
+    from ..errors import UsageError
 
     if weights is None:
         return [1.0 / count] * count

@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 
 import torch
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 RANDOM = "random"
 ENV_VAR = "NSTVIDEO_WEIGHTS"

@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
-from .config import OptimConfig
+from ..config import OptimConfig
 from .lbfgs import LBFGS
 
 Evaluate = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]

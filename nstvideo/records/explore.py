@@ -19,14 +19,15 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from . import images, plot
-from .config import GATYS_STYLE_LAYERS, StylizeConfig
-from .engine import Callback
-from .errors import InputError, UsageError
-from .features import VGGFeatures
+from .. import images
+from . import plot
+from ..config import GATYS_STYLE_LAYERS, StylizeConfig
+from ..optim.engine import Callback
+from ..errors import InputError, UsageError
+from ..network.features import VGGFeatures
 from .recorder import ProgressVideo
-from .resume import settings_fingerprint
-from .stylize import StylizeResult, build_network, plan, stylize_image
+from ..resume import settings_fingerprint
+from ..still.stylize import StylizeResult, build_network, plan, stylize_image
 
 Changes = dict[str, dict[str, Any]]
 

@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 from tqdm import tqdm
 
-from .engine import Progress
+from ..optim.engine import Progress
 
 SHOWN_TERMS = ("total", "content", "style", "tv", "temporal")
 

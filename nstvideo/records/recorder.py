@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from . import plot
-from .config import RecordConfig
-from .engine import Callback, Progress, Stage
-from .errors import UsageError
-from .video import VideoWriter
+from ..config import RecordConfig
+from ..optim.engine import Callback, Progress, Stage
+from ..errors import UsageError
+from ..video.io import VideoWriter
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 PANEL_MIN_SIDE = 160  # long side panel cells are enlarged to, so the text line stays legible
@@ -45,13 +45,13 @@ def validate_record(record: RecordConfig) -> None:
         raise UsageError(f"--progress-video {record.progress_video}: use a name ending in "
                          f"{', '.join(VIDEO_SUFFIXES)}")
     if record.plot:
-        from .images import output_format
+        from ..images import output_format
 
         output_format(record.plot)
 
 
 def _to_uint8(image: torch.Tensor, height: int, width: int) -> np.ndarray:
-    from .stylize import resize
+    from ..still.stylize import resize
 
     with torch.no_grad():
         small = resize(image.detach().float(), height, width)
@@ -212,7 +212,7 @@ def loss_plot(histories: Sequence[tuple[str, Sequence[dict[str, float]]]], *, wi
 
 def write_loss_plot(path: str | Path, result, title: str = "losses") -> None:
     """Draw a StylizeResult's per-scale loss histories into an image file."""
-    from .images import write_image
+    from ..images import write_image
 
     histories = [(f"{r.step.width}x{r.step.height}", r.result.history) for r in result.scales]
     chart = loss_plot(histories, title=title)

@@ -16,10 +16,10 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from .errors import UsageError
-from .features import VGGFeatures
-from .losses import energy, gram_matrix
-from .objective import blended_grams, normalised, precision_context, to_network_layout
+from ..errors import UsageError
+from ..network.features import VGGFeatures
+from ..network.losses import energy, gram_matrix
+from ..network.objective import blended_grams, normalised, precision_context, to_network_layout
 from .tiling import Block, grid_of, margin_for, min_tile_size, plan_blocks
 
 BlockCallback = Callable[[int, int], None]  # (blocks done in this evaluation, blocks per evaluation)

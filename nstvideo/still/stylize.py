@@ -17,21 +17,21 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from . import color
-from .config import OptimConfig, StylizeConfig
-from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
-from .errors import UsageError
+from ..network import color
+from ..config import OptimConfig, StylizeConfig
+from ..optim.engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
+from ..errors import UsageError
 from .blockwise import BlockCallback, BlockwiseObjective
-from .features import VGGFeatures, canonical_layers, deepest, layer_table
-from .objective import StyleObjective
-from .resume import ResumePoint
-from .runtime import available_memory, host_available_memory, resolve_device, resolve_precision
+from ..network.features import VGGFeatures, canonical_layers, deepest, layer_table
+from ..network.objective import StyleObjective
+from ..resume import ResumePoint
+from ..runtime import available_memory, host_available_memory, resolve_device, resolve_precision
 from .schedule import (BLOCK_MEMORY_FRACTION, DEVICE_FILL, HOST_HISTORY_FRACTION, MIN_DEVICE_TILE,
                        MIN_LBFGS_HISTORY, ScaleStep, canvas_bytes, canvas_state_bytes,
                        choose_tile_size, content_target_bytes, estimate_memory_mib, fit_long_side,
                        lbfgs_history_for, plan_scales)
 from .tiling import grid_of, margin_for, min_tile_size, plan_blocks
-from .weights import WeightsSource, resolve
+from ..network.weights import WeightsSource, resolve
 
 
 @dataclass

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from .errors import UsageError
-from .features import LayerInfo, deepest, layer_table
+from ..errors import UsageError
+from ..network.features import LayerInfo, deepest, layer_table
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from . import flow as flowlib
-from . import images
-from .config import StylizeConfig
-from .errors import InputError
-from .stylize import resize
-from .video import open_frames, probe
+from .. import images
+from ..config import StylizeConfig
+from ..errors import InputError
+from ..still.stylize import resize
+from .io import open_frames, probe
 
 
 def _as_array(frame: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -31,7 +31,7 @@ def _as_array(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def evaluate(output: str | os.PathLike, reference: str | os.PathLike, styles: Sequence[str],
              config: StylizeConfig) -> dict:
-    from .video_job import select_range
+    from .frames import select_range
 
     out_info, ref_info = probe(output), probe(reference)
     first, count = select_range(ref_info, config)
@@ -73,11 +73,11 @@ def evaluate(output: str | os.PathLike, reference: str | os.PathLike, styles: Se
 
 def _style_measure(styles: Sequence[str], config: StylizeConfig, height: int, width: int):
     """frame -> the relative style loss against the blended style Grams."""
-    from .features import canonical_layers
-    from .objective import StyleObjective
-    from .runtime import configure_precision
-    from .stylize import build_network
-    from .video_job import style_targets
+    from ..network.features import canonical_layers
+    from ..network.objective import StyleObjective
+    from ..runtime import configure_precision
+    from ..still.stylize import build_network
+    from .frames import style_targets
 
     configure_precision(config.model.precision)  # TF32 only when asked for, as in stylize
     network, _ = build_network(config)

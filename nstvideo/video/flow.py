@@ -16,7 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .images import to_uint8
+from ..images import to_uint8
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
            "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,

@@ -34,19 +34,19 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Seque
 import numpy as np
 import torch
 
-from . import color
+from ..network import color
 from . import flow as flowlib
-from . import images
-from .config import StylizeConfig
-from .engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
-from .errors import InputError, UsageError
-from .features import VGGFeatures, canonical_layers
-from .blockwise import BlockwiseObjective
-from .objective import StyleObjective, blended_grams, normalised
-from .resume import job_fingerprint, read_state, write_state
-from .schedule import ScaleStep
-from .stylize import Placement, initial_canvas, placement, resize, style_at_scale
-from .video import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
+from .. import images
+from ..config import StylizeConfig
+from ..optim.engine import Callback, OptimResult, Stage, autograd_evaluator, optimize
+from ..errors import InputError, UsageError
+from ..network.features import VGGFeatures, canonical_layers
+from ..still.blockwise import BlockwiseObjective
+from ..network.objective import StyleObjective, blended_grams, normalised
+from ..resume import job_fingerprint, read_state, write_state
+from ..still.schedule import ScaleStep
+from ..still.stylize import Placement, initial_canvas, placement, resize, style_at_scale
+from .io import VideoInfo, VideoWriter, even_size, mux_audio, open_frames
 
 QUANT = 65535.0  # frames are kept, and passed on to the next frame, at 16 bits per channel
 
@@ -294,7 +294,7 @@ def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
 
 def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, int, bool]:
     """Fit the long side to ``size`` (never enlarge past it), then round each side to even."""
-    from .schedule import fit_long_side
+    from ..still.schedule import fit_long_side
 
     fitted = fit_long_side(height, width, size) if size else (height, width)
     even = even_size(*fitted)

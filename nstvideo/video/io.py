@@ -20,8 +20,8 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
-from .errors import InputError, OutputError, UsageError
-from . import images
+from ..errors import InputError, OutputError, UsageError
+from .. import images
 
 DEFAULT_CRF = 18  # visually lossless for stylized content
 
