@@ -6,10 +6,10 @@ from .config import (LossConfig, ModelConfig, OptimConfig, OutputConfig, Schedul
                      StylizeConfig)
 from .optim.engine import OptimResult, Progress, optimize
 from .errors import InputError, LayerError, NstError, UsageError, WeightsError
-from .still.stylize import StylizeResult, stylize_image
+from .still.stylize import StylizeResult, build_network, stylize_image
 
 __all__ = [
     "LossConfig", "ModelConfig", "OptimConfig", "OutputConfig", "ScheduleConfig", "StylizeConfig",
     "OptimResult", "Progress", "optimize", "InputError", "LayerError", "NstError", "UsageError",
-    "WeightsError", "StylizeResult", "stylize_image", "__version__",
+    "WeightsError", "StylizeResult", "build_network", "stylize_image", "__version__",
 ]

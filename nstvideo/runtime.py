@@ -95,3 +95,9 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def workers_pay(device: torch.device) -> bool:
+    """Whether host work (flow, saving, encoding) should run on worker threads beside the
+    optimization: yes when a GPU optimizes, no on the CPU, whose cores the optimization uses."""
+    return device.type != "cpu"

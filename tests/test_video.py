@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from nstvideo.video import io as video
-from nstvideo.video import frames as video_job
+from nstvideo import runtime
+from nstvideo.video import frames as loop
+from nstvideo.video import sink, source, workdir
 from nstvideo.cli.main import main
 from nstvideo.config import StylizeConfig
 from nstvideo.video.eval import evaluate
@@ -65,7 +67,7 @@ def frame_loop(layers, content_layer, iterations, count, height, width):
         optim={"iterations": iterations}, video={"first_iterations": iterations})
     frames = [images.to_tensor(f.astype(np.float32) / 255)
               for f in moving_frames(count, height, width)]
-    grams = video_job.style_targets(network, [frames[0].flip(-1)], config, width)
+    grams = loop.style_targets(network, [frames[0].flip(-1)], config, width)
     return network, config, frames, grams
 
 
@@ -122,20 +124,20 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
     assert stylize(clip, whole, "--keep-work", *extra, style=style_path) == 0
 
-    real_save = video_job.WorkDir.save_frame
+    real_save = workdir.WorkDir.save_frame
 
     def save_then_interrupt(self, index, image):
         real_save(self, index, image)
         if index == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", save_then_interrupt)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", save_then_interrupt)
     assert stylize(clip, resumed, "--keep-work", *extra, style=style_path) == 130
     assert not resumed.exists()
     state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 2
     assert ffmpeg_children() == []
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", real_save)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", real_save)
 
     # a different command must not reuse these frames
     assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", *extra, style=style_path) == 2
@@ -157,8 +159,8 @@ def test_preserve_colors_keeps_each_frames_chroma():
     chroma_gap, luma_gap = {}, {}
     for keep in (False, True):
         run = config.replace(schedule={"preserve_colors": keep})
-        grams = video_job.style_targets(network, [style], run, 64, colors_of=frames[0])
-        results = list(video_job.stylize_frames(iter(frames), grams, run, network=network, total=3))
+        grams = loop.style_targets(network, [style], run, 64, colors_of=frames[0])
+        results = list(loop.stylize_frames(iter(frames), grams, run, network=network, total=3))
         assert [r.index for r in results] == [0, 1, 2]
         out = [rgb_to_yiq(r.image) for r in results]
         ins = [rgb_to_yiq(f) for f in frames]
@@ -192,7 +194,7 @@ def test_long_term_consistency_restores_what_an_occluder_uncovers():
         run = config.replace(video={"long_term": long_term, "first_iterations": 40,
                                     "temporal_weight": 1e5})
         out = [r.image[0].permute(1, 2, 0).numpy()
-               for r in video_job.stylize_frames(iter(frames), grams, run, network=network, total=count)]
+               for r in loop.stylize_frames(iter(frames), grams, run, network=network, total=count)]
         drift = np.abs(out[-1] - out[0]).mean(-1)
         excess[long_term] = float(drift[behind].mean() - drift[never].mean())
     assert excess[(2, 4, 8)] < 0.5 * excess[()], excess  # measured: 0.010 against 0.033
@@ -269,10 +271,10 @@ def test_frames_through_blocks_match_whole_frames(clip_factory, style_path, tmp_
 def test_selection():
     info = video.VideoInfo(64, 48, Fraction(24000, 1001), 100, False)
     config = StylizeConfig().replace(video={"start": Fraction(1), "end": Fraction(2)})
-    first, count = video_job.select_range(info, config)
+    first, count = source.select_range(info, config)
     assert first == 24 and first + count == 48
-    assert video_job.processing_size(49, 65, None) == (48, 64, True)
-    assert video_job.processing_size(360, 640, 320) == (180, 320, False)
+    assert source.processing_size(49, 65, None) == (48, 64, True)
+    assert source.processing_size(360, 640, 320) == (180, 320, False)
 
 
 @pytest.mark.parametrize("threaded", [False, True])
@@ -280,12 +282,12 @@ def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path
                                               threaded):
     """A failing save stops the run, with the save on the main thread or on the worker."""
     clip = clip_factory(count=80)  # the reader's ffmpeg is still running when the failure comes
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: threaded)
+    monkeypatch.setattr(runtime, "workers_pay", lambda device: threaded)
 
     def fail(self, index, image):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", fail)
     with pytest.raises(OSError, match="No space"):
         stylize(clip, tmp_path / "out.mp4", style=style_path)
     assert ffmpeg_children() == []
@@ -294,7 +296,7 @@ def test_no_ffmpeg_left_after_a_failing_frame(clip_factory, style_path, tmp_path
 
 def test_a_short_video_stops_the_run(clip_factory, tmp_path):
     clip = clip_factory(count=3)
-    reader = video_job.read_selection(clip, first=0, count=5, height=48, width=64)
+    reader = source.read_selection(clip, first=0, count=5, height=48, width=64)
     with pytest.raises(Exception, match="ended after 3 frames"):
         list(reader)
 
@@ -352,7 +354,7 @@ def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
     outputs = {}
     for ahead in (False, True):
         threads.clear()
-        results = list(video_job.stylize_frames(iter(frames), grams, config, network=network,
+        results = list(loop.stylize_frames(iter(frames), grams, config, network=network,
                                                 total=4, flow_ahead=ahead))
         outputs[ahead] = torch.cat([r.image for r in results])
         assert len(results) == 4 and all(r.flow_seconds > 0 for r in results[1:])
@@ -370,7 +372,7 @@ def test_interrupted_first_frame_leaves_no_progress_video(clip_factory, style_pa
     def interrupt(self, index, image):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", interrupt)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", interrupt)
     assert stylize(clip, tmp_path / "out.mp4", "--progress-video", str(progress),
                    style=style_path) == 130
     assert not progress.exists()
@@ -385,7 +387,7 @@ def test_frames_are_saved_and_encoded_on_a_worker_as_they_finish(clip_factory, s
 
     clip = clip_factory(count=4, audio=True)
     saved_on, loads = [], []
-    real_save, real_load = video_job.WorkDir.save_frame, video_job.WorkDir.load_frame
+    real_save, real_load = workdir.WorkDir.save_frame, workdir.WorkDir.load_frame
 
     def spy_save(self, index, image):
         saved_on.append(threading.current_thread().name)
@@ -395,11 +397,11 @@ def test_frames_are_saved_and_encoded_on_a_worker_as_they_finish(clip_factory, s
         loads.append(index)
         return real_load(self, index)
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", spy_save)
-    monkeypatch.setattr(video_job.WorkDir, "load_frame", spy_load)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", spy_save)
+    monkeypatch.setattr(workdir.WorkDir, "load_frame", spy_load)
     outputs = {}
     for threaded in (False, True):
-        monkeypatch.setattr(video_job, "workers_pay", lambda device, threaded=threaded: threaded)
+        monkeypatch.setattr(runtime, "workers_pay", lambda device, threaded=threaded: threaded)
         saved_on.clear()
         outputs[threaded] = tmp_path / f"out{threaded}.mp4"
         assert stylize(clip, outputs[threaded], "--keep-work", style=style_path) == 0
@@ -425,8 +427,8 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
     clip = clip_factory(count=4)
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
     assert stylize(clip, whole, style=style_path) == 0
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
-    real_save, real_done = video_job.WorkDir.save_frame, progress.FrameBar.frame_done
+    monkeypatch.setattr(runtime, "workers_pay", lambda device: True)
+    real_save, real_done = workdir.WorkDir.save_frame, progress.FrameBar.frame_done
 
     def slow_save(self, index, image):
         time.sleep(0.5 if index == 1 else 0)
@@ -440,7 +442,7 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
         if len(finished) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", slow_save)
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", slow_save)
     monkeypatch.setattr(progress.FrameBar, "frame_done", interrupt_after_frame_1)
     assert stylize(clip, resumed, style=style_path) == 130
     assert not resumed.exists() and ffmpeg_children() == []
@@ -453,12 +455,12 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
 
 
 def test_encoder_keeps_no_video_with_a_frame_missing(tmp_path):
-    work = video_job.WorkDir(tmp_path / "work")
+    work = workdir.WorkDir(tmp_path / "work")
     work.path.mkdir()
     info = video.VideoInfo(32, 24, Fraction(24), 3, False)
     output = tmp_path / "out.mp4"
     with pytest.raises(RuntimeError, match="got 2 frames, 3 expected"):
-        with video_job.encoding(work, output, info, "clip.mp4", 0, 3, 24, 32) as writer:
+        with sink.encoding(work, output, info, "clip.mp4", 0, 3, 24, 32) as writer:
             for _ in range(2):
                 writer.write(np.zeros((24, 32, 3), np.uint8))
     assert list(tmp_path.glob("out*")) == []
@@ -481,9 +483,9 @@ def test_no_frame_is_saved_after_one_that_failed(clip_factory, style_path, tmp_p
     """Frame 1's save fails on the worker while frame 2 already waits behind it: frame 2 is not
     saved either, so the state never skips a frame; the error reaches the user."""
     clip = clip_factory(count=4)
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
-    real_save = video_job.WorkDir.save_frame
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1(real_save))
+    monkeypatch.setattr(runtime, "workers_pay", lambda device: True)
+    real_save = workdir.WorkDir.save_frame
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", fail_slowly_at_1(real_save))
     with pytest.raises(OSError, match="No space"):
         stylize(clip, tmp_path / "out.mp4", style=style_path)
     work = tmp_path / "out.mp4.work"
@@ -496,8 +498,8 @@ def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, mon
     from nstvideo.records import progress
 
     clip = clip_factory(count=4)
-    monkeypatch.setattr(video_job, "workers_pay", lambda device: True)
-    real_save, real_done = video_job.WorkDir.save_frame, progress.FrameBar.frame_done
+    monkeypatch.setattr(runtime, "workers_pay", lambda device: True)
+    real_save, real_done = workdir.WorkDir.save_frame, progress.FrameBar.frame_done
     calls: list = []
 
     def interrupt_at_1(self, iterations, losses):  # Ctrl-C while frame 1 is being saved
@@ -506,7 +508,7 @@ def test_ctrl_c_wins_over_a_failing_save(clip_factory, style_path, tmp_path, mon
         if len(calls) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_job.WorkDir, "save_frame", fail_slowly_at_1(real_save))
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", fail_slowly_at_1(real_save))
     monkeypatch.setattr(progress.FrameBar, "frame_done", interrupt_at_1)
     assert stylize(clip, tmp_path / "out.mp4", style=style_path) == 130
     assert "interrupted after 1/4 frames" in capsys.readouterr().err
@@ -583,16 +585,16 @@ def test_frames_follow_the_planned_history(monkeypatch):
     from nstvideo.still.schedule import ScaleStep
 
     used = []
-    real_optimize = video_job.optimize
+    real_optimize = loop.optimize
 
     def spy(start, evaluate, config, **kwargs):
         used.append((config.lbfgs_history, start.device.type))
         return real_optimize(start, evaluate, config, **kwargs)
 
-    monkeypatch.setattr(video_job, "optimize", spy)
+    monkeypatch.setattr(loop, "optimize", spy)
     network, config, frames, grams = frame_loop(("relu1_1", "relu2_1"), "relu2_1", 2, 2, 32, 40)
     layout = ScaleStep(0, 32, 40, 2, lbfgs_history=7, canvas_on_host=True)
-    results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=2,
+    results = list(loop.stylize_frames(iter(frames), grams, config, network=network, total=2,
                                             layout=layout))
     assert len(results) == 2 and used == [(7, "cpu"), (7, "cpu")]
     assert all(r.image.shape == (1, 3, 32, 40) and torch.isfinite(r.image).all() for r in results)
@@ -618,7 +620,7 @@ def test_blocks_shrunk_for_memory_stay_shrunk_for_later_frames(monkeypatch):
     monkeypatch.setattr(BlockwiseObjective, "_evaluate_once", limited)
     network, config, frames, grams = frame_loop(("relu1_1", "relu2_1", "relu3_1"), "relu3_1", 2, 3, 96, 128)
     layout = ScaleStep(0, 96, 128, 2, tile_size=128)
-    results = list(video_job.stylize_frames(iter(frames), grams, config, network=network, total=3,
+    results = list(loop.stylize_frames(iter(frames), grams, config, network=network, total=3,
                                             layout=layout))
     assert len(results) == 3 and failures == [128]  # the first frame only
     assert [r.tile_size for r in results] == [96, 96, 96]  # what the report shows: the blocks that ran

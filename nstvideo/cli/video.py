@@ -75,8 +75,9 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     from ..records.progress import FrameBar
     from ..records.recorder import job_recorders
     from ..still.stylize import build_network
-    from ..video.frames import (Carry, FrameSink, read_frame, read_selection, stylize_frames,
-                            style_targets, workers_pay)
+    from ..video.frames import Carry, style_targets, stylize_frames
+    from ..video.sink import FrameSink
+    from ..video.source import read_frame, read_selection
 
     height, width = size
     per_frame: list[dict] = []
@@ -86,7 +87,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     warn_if_random(weights, config.output.quiet)
     bar = FrameBar(count, done, disable=config.output.quiet)
     source = read_selection(args.input, first, count, height, width, skip=done, back=len(saved))
-    sink = FrameSink(work, writer, threaded=workers_pay(device))
+    sink = FrameSink(work, writer, threaded=runtime.workers_pay(device))
     try:
         inputs = [frame for _, frame in itertools.islice(source, len(saved))]
         history = [Carry(images.to_array(frame), output) for frame, output in zip(inputs, saved)]
@@ -137,9 +138,10 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     from ..records.progress import write_report
     from ..records.recorder import loss_plot
     from ..video.io import probe
-    from ..video.frames import (WorkDir, encoding, fingerprint, first_iterations, processing_size,
-                            select_range, temporal_distances)
-
+    from ..video.frames import first_iterations, temporal_distances
+    from ..video.sink import encoding
+    from ..video.source import processing_size, select_range
+    from ..video.workdir import WorkDir, fingerprint
     from .options import check_output, default_output
 
     output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")

@@ -2,8 +2,7 @@
 
 This is the Python API::
 
-    from nstvideo import StylizeConfig, stylize_image
-    from nstvideo.stylize import build_network
+    from nstvideo import StylizeConfig, build_network, stylize_image
     config = StylizeConfig().replace(schedule={"size": 256}, model={"weights": "random"})
     network, _ = build_network(config)
     result = stylize_image(content, [style], config, network=network)   # (1,3,H,W) in [0,1]

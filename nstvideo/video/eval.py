@@ -31,7 +31,7 @@ def _as_array(frame: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def evaluate(output: str | os.PathLike, reference: str | os.PathLike, styles: Sequence[str],
              config: StylizeConfig) -> dict:
-    from .frames import select_range
+    from .source import select_range
 
     out_info, ref_info = probe(output), probe(reference)
     first, count = select_range(ref_info, config)

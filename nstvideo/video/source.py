@@ -1,0 +1,72 @@
+"""Reading a video job's frames: the selected range, the processing size, and the frames decoded
+and resized in order (one ffmpeg reader per generator, stopped when it is closed)."""
+
+from __future__ import annotations
+
+import math
+import os
+from fractions import Fraction
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+
+from .. import images
+from ..config import StylizeConfig
+from ..errors import InputError, UsageError
+from ..still.schedule import fit_long_side
+from ..still.stylize import resize
+from .io import VideoInfo, even_size, open_frames
+
+
+def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
+    """(first frame, frame count) of --start/--end/--max-frames; frame k shows at k/fps."""
+    video = config.video
+    first = 0 if video.start is None else math.ceil(Fraction(video.start) * info.fps)
+    stop = info.frames if video.end is None else min(info.frames, math.ceil(Fraction(video.end) * info.fps))
+    if video.max_frames is not None:  # >= 1: checked with the other numbers (cli.validate)
+        stop = min(stop, first + video.max_frames)
+    if first >= info.frames:
+        raise UsageError(f"--start {float(video.start):g} s is past the end of the video "
+                         f"({float(info.duration):.3f} s, {info.frames} frames)")
+    if stop <= first:
+        raise UsageError("--end must be after --start: the selection has no frames")
+    return first, stop - first
+
+
+def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, int, bool]:
+    """Fit the long side to ``size`` (never enlarge past it), then round each side to even."""
+    fitted = fit_long_side(height, width, size) if size else (height, width)
+    even = even_size(*fitted)
+    return even[0], even[1], even != fitted
+
+
+def read_selection(path: str | os.PathLike, first: int, count: int, height: int, width: int,
+                   skip: int = 0, back: int = 1) -> Iterator[tuple[int, torch.Tensor]]:
+    """(index in selection, frame resized to height x width) for selection indices
+    skip-back..count-1: the ``back`` frames before ``skip`` too, as far as there are any, for the
+    warm start of a resumed run.
+
+    The whole ffmpeg reader lives inside this generator: closing it stops ffmpeg."""
+    wanted_from = first + max(0, skip - back)
+    index = -1
+    with open_frames(path) as frames:
+        for index, raw in enumerate(frames):
+            if index < wanted_from:
+                continue
+            if index >= first + count:
+                break
+            tensor = images.to_tensor(raw.astype(np.float32) / np.float32(255.0))
+            yield index - first, resize(tensor, height, width)
+    if index < first + count - 1:
+        raise InputError(f"{path}: the video ended after {index + 1} frames, "
+                         f"{first + count} expected; no frame was skipped, so the run stops here")
+
+
+def read_frame(path: str | os.PathLike, index: int, height: int, width: int) -> torch.Tensor:
+    """Frame ``index`` of the video, resized to height x width."""
+    reader = read_selection(path, index, 1, height, width)
+    try:
+        return next(reader)[1]
+    finally:
+        reader.close()
