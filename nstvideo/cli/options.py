@@ -174,3 +174,17 @@ def check_output(output: Path, inputs: Sequence[str], image: bool = True) -> Non
     if image:
         output_format(output)
     refuse_overwriting(output, inputs)
+
+
+def settle_weights(config: StylizeConfig) -> StylizeConfig:
+    """The model and weights the run will use (``weights.settle``), saying so when they are not
+    the ones asked for. A dry run only plans, so it downloads nothing."""
+    from ..network import weights
+
+    arch, spec, note = weights.settle(config.model.weights, config.model.model,
+                                      may_download=not config.output.dry_run)
+    if note and not config.output.quiet:
+        print(f"nstvideo: note: {note}", file=sys.stderr)
+    if (arch, spec) == (config.model.model, config.model.weights):
+        return config
+    return config.replace(model={"model": arch, "weights": spec})
