@@ -211,9 +211,14 @@ def test_changed_style_is_refused_with_one_line(clip_factory, style_path, conten
     assert code == 2 and len(err) == 1 and "different job" in err[0] and "styles" in err[0]
 
 
-def test_output_equal_to_input_refused(clip_factory, style_path):
+def test_output_equal_to_input_refused(clip_factory, style_path, tmp_path, capsys):
     clip = clip_factory(count=2)
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
     assert stylize(clip, clip, style=style_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is one of the inputs" in err[0], err
+    # the input untouched, and no clip.mp4.work/ beside it
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
 
 
 def test_flow_is_clearly_more_consistent_than_none(clip_factory, tmp_path):
@@ -525,13 +530,13 @@ def test_a_failure_before_the_first_frame_is_one_line(clip_factory, style_path, 
     clip = clip_factory(count=2)
     bad = tmp_path / "weights.pth"
     torch.save([1, 2, 3], bad)
+    before = sorted(tmp_path.rglob("*"))
     code = main(["stylize", str(clip), "--style", str(style_path), "-o", str(tmp_path / "out.mp4"),
                  *FAST, "--weights", str(bad)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("nstvideo: error:"), err
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert not (tmp_path / "out.mp4").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []
+    assert sorted(tmp_path.rglob("*")) == before  # no out.mp4.work/, no temp file
 
 
 def test_iteration_budgets_of_a_video(clip_factory, style_path, tmp_path, capsys):

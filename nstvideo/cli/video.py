@@ -63,18 +63,16 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     return plan(single, height, width, device)[-1]
 
 
-def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layout, styles,
-               work, writer, first: int, count: int, done: int, size: tuple[int, int],
+def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, network, layout,
+               styles, work, writer, first: int, count: int, done: int, size: tuple[int, int],
                saved: Sequence = ()) -> tuple[list[dict], list[tuple[str, list]]]:
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
     ``saved`` are the last finished frames of a resumed run, as many as its warm start reaches
     back to. Returns the report's per-frame rows and the loss histories for the plot."""
     from .. import images
     from .. import runtime
-    from .options import warn_if_random
     from ..records.progress import FrameBar
     from ..records.recorder import job_recorders
-    from ..still.stylize import build_network
     from ..video.frames import Carry, style_targets, stylize_frames
     from ..video.sink import FrameSink
     from ..video.source import read_frame, read_selection
@@ -82,9 +80,6 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, layou
     height, width = size
     per_frame: list[dict] = []
     histories: list[tuple[str, list]] = []
-    runtime.configure_precision(config.model.precision)
-    network, weights = build_network(config, device)
-    warn_if_random(weights, config.output.quiet)
     bar = FrameBar(count, done, disable=config.output.quiet)
     source = read_selection(args.input, first, count, height, width, skip=done, back=len(saved))
     sink = FrameSink(work, writer, threaded=runtime.workers_pay(device))
@@ -142,7 +137,8 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     from ..video.sink import encoding
     from ..video.source import processing_size, select_range
     from ..video.workdir import WorkDir, fingerprint
-    from .options import check_output, default_output
+    from ..still.stylize import build_network
+    from .options import check_output, default_output, warn_if_random
 
     output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")
     inputs = [args.input] + list(args.style)
@@ -184,6 +180,11 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
               f"work dir {work.path}; output {output}")
         return EXIT_OK
 
+    # the weights are the last input that can be bad: loaded before the work folder exists, so
+    # a refused run leaves nothing behind
+    runtime.configure_precision(config.model.precision)
+    network, weights = build_network(config, device)
+    warn_if_random(weights, config.output.quiet)
     record = fingerprint(args.input, args.style, config, first, count, height, width)
     done = work.open(record)
     quiet = config.output.quiet
@@ -203,7 +204,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                 writer.write(saved[-1])
             if done < count:
                 per_frame, histories = run_frames(
-                    args, config, device=device, layout=step, styles=styles,
+                    args, config, device=device, network=network, layout=step, styles=styles,
                     work=work, writer=writer, first=first, count=count, done=done,
                     size=(height, width), saved=saved)
     except OutputError as error:
