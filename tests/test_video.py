@@ -71,6 +71,20 @@ def frame_loop(layers, content_layer, iterations, count, height, width):
     return network, config, frames, grams
 
 
+@pytest.fixture
+def optimized(monkeypatch):
+    """The indices of the frames the optimizer runs for, in order: what a resumed run redoes."""
+    indices: list[int] = []
+    real_optimize = loop.optimize
+
+    def spy(start, evaluate, config, **kwargs):
+        indices.append(kwargs["stage"].index)
+        return real_optimize(start, evaluate, config, **kwargs)
+
+    monkeypatch.setattr(loop, "optimize", spy)
+    return indices
+
+
 def test_probe_is_exact(clip_factory):
     info = video.probe(clip_factory(count=7, height=49, width=65, audio=True))
     assert (info.width, info.height, info.frames) == (65, 49, 7)
@@ -119,10 +133,11 @@ def test_codec_pixel_format_and_range_without_audio(clip_factory, style_path, tm
 @pytest.mark.parametrize("extra", [(), ("--preserve-colors",), ("--long-term", "2"),
                                    ("--preserve-colors", "--long-term", "2")])
 def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tmp_path, monkeypatch,
-                                                    extra):
+                                                    optimized, extra):
     clip = clip_factory(count=4)
     whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
     assert stylize(clip, whole, "--keep-work", *extra, style=style_path) == 0
+    optimized.clear()
 
     real_save = workdir.WorkDir.save_frame
 
@@ -137,11 +152,14 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
     state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 2
     assert ffmpeg_children() == []
+    assert optimized == [0, 1]
     monkeypatch.setattr(workdir.WorkDir, "save_frame", real_save)
 
     # a different command must not reuse these frames
     assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", *extra, style=style_path) == 2
+    optimized.clear()
     assert stylize(clip, resumed, "--keep-work", *extra, style=style_path) == 0
+    assert optimized == [2, 3]  # resumed: only the frames that were not finished
     for index in range(4):
         a = (tmp_path / "whole.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
         b = (tmp_path / "resumed.mp4.work" / "frames" / f"{index:06d}.png").read_bytes()
@@ -336,6 +354,11 @@ def test_sigint_exits_130_and_the_same_command_resumes(clip_factory, style_path,
     finished = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert video.probe(output).frames == 30
+    whole = tmp_path / "whole.mp4"  # the same command, never interrupted
+    uninterrupted = subprocess.run([str(whole) if a == str(output) else a for a in cmd], env=env,
+                                   capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(output)))
 
 
 def test_flow_ahead_on_a_worker_thread_gives_the_same_frames(monkeypatch):
@@ -422,7 +445,7 @@ def test_frames_are_saved_and_encoded_on_a_worker_as_they_finish(clip_factory, s
 
 
 def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory, style_path,
-                                                                   tmp_path, monkeypatch):
+                                                                   tmp_path, monkeypatch, optimized):
     """Ctrl-C (in the main thread) while the worker is still writing frame 1: frame 1 is finished
     and named by the state, and the same command resumes to the uninterrupted video."""
     import time
@@ -454,7 +477,9 @@ def test_interrupt_while_a_worker_saves_keeps_every_finished_frame(clip_factory,
     state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 2
     monkeypatch.setattr(progress.FrameBar, "frame_done", real_done)
+    optimized.clear()
     assert stylize(clip, resumed, style=style_path) == 0
+    assert optimized == [2, 3]  # frame 1, saved by the worker after Ctrl-C, is not redone
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
     assert video.probe(resumed).frames == 4
 
@@ -556,7 +581,7 @@ def test_iteration_budgets_of_a_video(clip_factory, style_path, tmp_path, capsys
 
 
 def test_an_encoder_that_lost_frames_keeps_no_video(clip_factory, style_path, tmp_path,
-                                                    monkeypatch, capsys):
+                                                    monkeypatch, capsys, optimized):
     """ffmpeg failing at the end (a full disk) is caught by counting the frames it wrote: one
     line, no output, the frames kept; the same command then writes the video."""
     clip = clip_factory(count=4)
@@ -578,7 +603,9 @@ def test_an_encoder_that_lost_frames_keeps_no_video(clip_factory, style_path, tm
     state = json.loads((tmp_path / "out.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 4
     monkeypatch.setattr(video, "probe", real_probe)
+    optimized.clear()
     assert stylize(clip, output, style=style_path) == 0
+    assert optimized == []  # every frame was kept: the second run only encodes
     assert video.probe(output).frames == 4
 
 
@@ -643,3 +670,38 @@ def test_long_term_distances_are_one_job_in_any_order():
 
     assert fingerprint("8,4") == fingerprint("4,4,8") == fingerprint("4,8")
     assert fingerprint("4,8")[0] == (4, 8)
+
+
+def test_the_temporal_term_block_by_block_is_the_whole_frames():
+    """A frame too big for the device is optimized block by block: its temporal term (the
+    warped previous output, masked) must be the whole frame's, value and gradient, or later frames
+    flicker only when tiled. The frame-level test above allows 10% and cannot see it."""
+    import torch
+
+    from nstvideo.network.features import VGGFeatures
+    from nstvideo.network.objective import StyleObjective
+    from nstvideo.optim.engine import autograd_evaluator
+    from nstvideo.still.blockwise import BlockwiseObjective
+
+    layers = ("relu1_1", "relu2_1", "relu3_1")
+    network = VGGFeatures("vgg19", layers)
+    generator = torch.Generator().manual_seed(0)
+    content, style, canvas, warped = (torch.rand(1, 3, 48, 64, generator=generator) for _ in range(4))
+    mask = (torch.rand(1, 1, 48, 64, generator=generator) > 0.3).float()
+    terms = dict(content_layers=("relu3_1",), style_layers=layers, content=content, styles=[style],
+                 content_weight=1.0, style_weight=10.0, tv_weight=1.0)
+    whole = StyleObjective(network, **terms)
+    tiled = BlockwiseObjective(network, tile_size=40, **terms)
+    assert tiled.grid[0] * tiled.grid[1] > 1
+    x = canvas.clone().requires_grad_(True)
+    autograd_evaluator(whole)(x)
+    without_temporal = x.grad.clone()
+    for objective in (whole, tiled):
+        objective.set_temporal(warped, mask, 1000.0)
+    x, y = canvas.clone().requires_grad_(True), canvas.clone().requires_grad_(True)
+    expected, got = autograd_evaluator(whole)(x), tiled.evaluate(y)
+    assert float(expected["temporal"]) > 0.1 * float(expected["total"])  # it matters here
+    for name in ("temporal", "total"):
+        assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
+    assert float((y.grad - x.grad).norm() / x.grad.norm()) < 1e-4
+    assert float((x.grad - without_temporal).norm() / x.grad.norm()) > 0.1
