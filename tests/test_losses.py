@@ -89,3 +89,96 @@ def test_tv_and_temporal():
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., :2, :] = 1
     assert float(temporal_loss(x, w, mask)) == 0.5
+
+
+# --- the README's formulas, by value, on tensors small enough to work out by hand ---------------
+
+def test_gram_by_hand():
+    # F = [[1, 2], [3, 4]]: C = 2 channels, H·W = 1·2 positions; F Fᵀ = [[5, 11], [11, 25]], / 4
+    f = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).view(1, 2, 1, 2)
+    torch.testing.assert_close(gram(f)[0], torch.tensor([[1.25, 2.75], [2.75, 6.25]]))
+
+
+def test_content_loss_by_hand():
+    # mean((F − Fc)²) = (1 + 0 + 1 + 0) / 4 = 0.5; mean(Fc²) = (0 + 4 + 4 + 16) / 4 = 6
+    f = torch.tensor([1.0, 2.0, 3.0, 4.0]).view(1, 1, 2, 2)
+    target = torch.tensor([0.0, 2.0, 2.0, 4.0]).view(1, 1, 2, 2)
+    torch.testing.assert_close(ContentLoss(target)(f), torch.tensor(0.5 / 6))
+    torch.testing.assert_close(energy(target), torch.tensor(6.0))
+
+
+def test_style_loss_by_hand():
+    # G − Gs = [[-1, 0], [0, 1]]: mean of squares 0.5; mean(Gs²) = 4 / 4 = 1
+    g = torch.eye(2)[None]
+    target = torch.tensor([[2.0, 0.0], [0.0, 0.0]])[None]
+    torch.testing.assert_close(style_loss(g, target, energy(target)), torch.tensor(0.5))
+    # through the module, from features whose Gram is g: F = 2·I (C = 2, H·W = 2: F Fᵀ / 4 = I)
+    features = (2 * torch.eye(2)).view(1, 2, 1, 2)
+    torch.testing.assert_close(StyleLoss(target)(features), torch.tensor(0.5))
+
+
+def test_tv_by_hand():
+    # x = [[0, 1], [2, 4]]: down differences 2, 3 (mean of squares 6.5), right 1, 2 (2.5)
+    x = torch.tensor([[0.0, 1.0], [2.0, 4.0]]).view(1, 1, 2, 2)
+    torch.testing.assert_close(tv_loss(x), torch.tensor(9.0))
+    # only one direction varies: only that mean counts
+    torch.testing.assert_close(tv_loss(torch.tensor([[0.0, 0.0], [3.0, 3.0]]).view(1, 1, 2, 2)),
+                               torch.tensor(9.0))
+    torch.testing.assert_close(tv_loss(torch.tensor([[0.0, 3.0], [0.0, 3.0]]).view(1, 1, 2, 2)),
+                               torch.tensor(9.0))
+
+
+def test_temporal_by_hand():
+    # the mask covers one pixel of four, in all three channels: 3 of 12 squared differences of 1
+    x, warped = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 2.0)
+    mask = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).view(1, 1, 2, 2)
+    torch.testing.assert_close(temporal_loss(x, warped, mask), torch.tensor(3 * 4.0 / 12))
+
+
+def test_an_empty_target_has_no_division_by_zero():
+    zeros = torch.zeros(1, 2, 2, 2)
+    value = ContentLoss(zeros)(torch.ones(1, 2, 2, 2))
+    assert torch.isfinite(value) and float(value) > 1e6
+
+
+def test_every_term_holds_across_sizes():
+    """What lets the defaults work at 256 px and at 4K: the same picture at twice the size (here,
+    features and images tiled 2x2) gives the same content, style and TV values."""
+    generator = torch.Generator().manual_seed(0)
+    f, target = torch.randn(1, 4, 5, 6, generator=generator), torch.randn(1, 4, 5, 6, generator=generator)
+    big_f, big_target = f.repeat(1, 1, 2, 2), target.repeat(1, 1, 2, 2)
+    torch.testing.assert_close(ContentLoss(big_target)(big_f), ContentLoss(target)(f))
+    torch.testing.assert_close(StyleLoss(gram(big_target))(big_f), StyleLoss(gram(target))(f))
+    # a periodic image (period 2 px): tiling it adds no new kind of neighbour
+    checker = torch.tensor([[0.0, 1.0], [1.0, 0.0]]).repeat(4, 4).view(1, 1, 8, 8)
+    torch.testing.assert_close(tv_loss(checker.repeat(1, 1, 4, 4)), tv_loss(checker))
+    # and the style term is relative: brighter features and target together, the same value
+    torch.testing.assert_close(StyleLoss(gram(3 * target))(3 * f), StyleLoss(gram(target))(f))
+
+
+def test_the_objective_is_the_weighted_sum_the_readme_gives():
+    """total = content_weight·content + style_weight·Σ w_l·style_l + tv_weight·tv, with
+    --layer-weights scaled to sum 1, styles blended by --style-weights scaled to sum 1, and the
+    content averaged over the content layers."""
+    from nstvideo.network.features import VGGFeatures
+    from nstvideo.network.objective import StyleObjective, extract
+
+    network = VGGFeatures("vgg19", ("relu1_1", "relu2_1"))
+    generator = torch.Generator().manual_seed(1)
+    content, style_a, style_b, canvas = (torch.rand(1, 3, 24, 32, generator=generator) for _ in range(4))
+    objective = StyleObjective(network, content_layers=("relu1_1", "relu2_1"),
+                               style_layers=("relu1_1", "relu2_1"), content=content,
+                               styles=[style_a, style_b], style_blend=(3, 1), layer_weights=(6, 2),
+                               content_weight=2.0, style_weight=50.0, tv_weight=7.0)
+    terms = objective(canvas)
+    x, c, a, b = (extract(network, image) for image in (canvas, content, style_a, style_b))
+    layers = ("relu1_1", "relu2_1")
+    content_value = sum(content_loss(x[l], c[l], energy(c[l])) for l in layers) / 2
+    blended = {l: 0.75 * gram(a[l]) + 0.25 * gram(b[l]) for l in layers}
+    style_value = (0.75 * style_loss(gram(x["relu1_1"]), blended["relu1_1"], energy(blended["relu1_1"]))
+                   + 0.25 * style_loss(gram(x["relu2_1"]), blended["relu2_1"], energy(blended["relu2_1"])))
+    expected = {"content": 2.0 * content_value, "style": 50.0 * style_value,
+                "tv": 7.0 * tv_loss(canvas)}
+    for name, value in expected.items():
+        torch.testing.assert_close(terms[name], value, rtol=1e-5, atol=0), name
+    torch.testing.assert_close(terms["total"], sum(expected.values()), rtol=1e-5, atol=0)
