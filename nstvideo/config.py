@@ -178,7 +178,7 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "optim": OptimConfig,
 
 @dataclass(frozen=True)
 class RecordConfig:
-    """Records of the optimization itself: a progress video and a loss plot."""
+    """Records of the optimization itself: a progress video, a loss plot, a live page."""
 
     progress_video: Optional[str] = opt(
         None, "also write an MP4 of the optimization, one frame per snapshot, across all scales",
@@ -191,6 +191,10 @@ class RecordConfig:
     progress_size: int = opt(720, "long side of progress-video frames (at most the output's)")
     plot: Optional[str] = opt(None, "draw the loss curves (content, style, TV, total; scales "
                               "marked) into this image", metavar="PATH")
+    preview: Optional[str] = opt(None, "serve a live page of the run (canvas, stage, losses, "
+                                 "speed, ETA, memory) at [HOST:]PORT; host 127.0.0.1 unless "
+                                 "given; port 0: any free port", metavar="[HOST:]PORT")
+    preview_open: bool = opt(False, "open the --preview page in the default browser")
 
 
 SECTIONS["record"] = RecordConfig

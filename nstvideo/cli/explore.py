@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .options import EXIT_OK, field_type, add_section_options, section_values, validate
+from .options import (EXIT_OK, field_type, add_section_options, section_values, validate,
+                      with_preview)
 from ..config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
 from ..errors import UsageError
 
@@ -105,7 +106,8 @@ def _output_dir(path: str) -> Path:
     return out_dir
 
 
-def run(args: argparse.Namespace, config: StylizeConfig) -> int:
+@with_preview
+def run(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
     from .. import images
     from .. import runtime
     from ..records.explore import random_walk, render_layers, run_sweep
@@ -114,6 +116,7 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
     from ..still.stylize import plan
 
     out_dir = _output_dir(args.output)
+    preview.output = out_dir
     if args.command == "layers":
         layers = canonical_layers(section_from_args(args, LayersConfig).layers, config.model.model)
     else:
@@ -148,8 +151,8 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
                               f"{render.seconds:.1f} s")
 
         try:
-            renders = render_layers(styles, config, layers, out_dir, callbacks=[bar], device=device,
-                                    on_done=rendered)
+            renders = render_layers(styles, config, layers, out_dir, callbacks=[bar, preview],
+                                    device=device, on_done=rendered)
         finally:
             bar.close()
         say(f"wrote {len(renders)} layer renders and {out_dir / 'layers_grid.png'} "
@@ -168,7 +171,7 @@ def run(args: argparse.Namespace, config: StylizeConfig) -> int:
 
     meta = {"input": args.input, "styles": list(args.style)}
     try:
-        summary = run_sweep(content, styles, config, runs, out_dir, meta=meta, callbacks=[bar],
+        summary = run_sweep(content, styles, config, runs, out_dir, meta=meta, callbacks=[bar, preview],
                             on_done=done, device=device)
     finally:
         bar.close()

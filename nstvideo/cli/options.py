@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import functools
 import os
 import sys
 from pathlib import Path
@@ -143,6 +144,22 @@ def add_job_options(parser: argparse.ArgumentParser, texture: bool = False) -> N
     skip = {"init", "init_noise", "preserve_colors", "content_layers"} if texture else set()
     for section in SECTIONS.values():
         add_section_options(parser, section, skip=tuple(skip))
+
+
+def with_preview(job):
+    """Run a command's job under the live page its --preview asks for (``records.preview``),
+    passed to the job as ``preview=``; the page ends with the job's outcome: its exit code, or the
+    exception that ends it. No page for a dry run."""
+
+    @functools.wraps(job)
+    def run(args: argparse.Namespace, config: StylizeConfig, *rest, **kwargs) -> int:
+        from ..records.preview import live_preview
+
+        with live_preview(config.record, command=args.command,
+                          active=not config.output.dry_run) as preview:
+            return preview.end(job(args, config, *rest, preview=preview, **kwargs))
+
+    return run
 
 
 def warn_if_random(source, quiet: bool) -> None:

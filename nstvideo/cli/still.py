@@ -11,10 +11,13 @@ from typing import Any
 
 from .. import __version__
 from ..config import StylizeConfig
-from .options import EXIT_INTERRUPTED, EXIT_OK, check_output, default_output, warn_if_random
+from .options import (EXIT_INTERRUPTED, EXIT_OK, check_output, default_output, warn_if_random,
+                      with_preview)
 
 
-def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool) -> int:
+@with_preview
+def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool, *,
+                  preview) -> int:
     import torch
 
     from .. import images
@@ -25,6 +28,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     from ..still.stylize import build_network, plan, stylize_image
 
     output = Path(args.output) if args.output else default_output(args.input, args.style)
+    preview.output = output
     inputs = list(args.style) + ([] if texture else [args.input])
     if config.schedule.init not in ("content", "noise", "blend"):
         inputs.append(config.schedule.init)
@@ -70,7 +74,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
         print(f"nstvideo: resuming at scale {resume.scale_index + 1}/{len(steps)}, iteration "
               f"{resume.iterations_done + 1}, from {state.path}", file=sys.stderr)
     last: dict[str, Any] = {}
-    callbacks = [lambda event: last.__setitem__("event", event), bar]  # first: others may raise
+    callbacks = [lambda event: last.__setitem__("event", event), bar, preview]  # first: others may raise
     if config.output.save_every:
         callbacks.append(SaveEvery(config.output.save_every, save_intermediate))
     try:
@@ -79,7 +83,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
             result = stylize_image(content, styles, config, network=network, init_image=init_image,
                                    callbacks=callbacks + recorders,
                                    size_hw=(height, width) if texture else None,
-                                   on_block=bar.block, resume=resume)
+                                   on_block=preview.blocks(steps, then=bar.block), resume=resume)
     except KeyboardInterrupt:
         bar.close()
         event = last.get("event")

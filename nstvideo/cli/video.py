@@ -19,6 +19,7 @@ import cv2
 
 from ..config import StylizeConfig, VideoConfig
 from ..errors import OutputError, UsageError
+from .options import with_preview
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
@@ -65,7 +66,7 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
 
 def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, network, layout,
                styles, work, writer, first: int, count: int, done: int, size: tuple[int, int],
-               saved: Sequence = ()) -> tuple[list[dict], list[tuple[str, list]]]:
+               saved: Sequence = (), preview) -> tuple[list[dict], list[tuple[str, list]]]:
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
     ``saved`` are the last finished frames of a resumed run, as many as its warm start reaches
     back to. Returns the report's per-frame rows and the loss histories for the plot."""
@@ -101,7 +102,7 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, netwo
         with job_recorders(config.record, (height, width), styles=styles,
                            content=panel) as recorders:
             for item in stylize_frames(frames, grams, config, network=network, total=count,
-                                       start_index=done, history=history, callbacks=[bar],
+                                       start_index=done, history=history, callbacks=[bar, preview],
                                        first_frame_callbacks=recorders, layout=layout):
                 sink.put(item.index, item.image)
                 losses = item.result.final_losses()
@@ -124,7 +125,8 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, netwo
     return per_frame, histories
 
 
-def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
+@with_preview
+def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
     import torch
 
     from .. import __version__
@@ -141,6 +143,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
     from .options import check_output, default_output, warn_if_random
 
     output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")
+    preview.output = output
     inputs = [args.input] + list(args.style)
     check_video_output(output, inputs)
     if config.record.progress_video:
@@ -206,7 +209,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig) -> int:
                 per_frame, histories = run_frames(
                     args, config, device=device, network=network, layout=step, styles=styles,
                     work=work, writer=writer, first=first, count=count, done=done,
-                    size=(height, width), saved=saved)
+                    size=(height, width), saved=saved, preview=preview)
     except OutputError as error:
         raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
                           "command again to write the video") from None
