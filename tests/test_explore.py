@@ -22,9 +22,15 @@ def test_layers_writes_renders_videos_and_grid(tmp_path, style_path):
     code = main(["layers", "--style", str(style_path), "-o", str(out), *TINY,
                  "--layers", "relu1_1,block2_conv1", "--iterations", "6", "--progress-every", "2"])
     assert code == 0
+    import imageio_ffmpeg
+
+    from nstvideo.records.recorder import expected_frames
+
     for layer in ("relu1_1", "relu2_1"):  # Keras block2_conv1 is relu2_1
-        assert cv2.imread(str(out / f"layer_{layer}.png")) is not None
-        assert (out / f"layer_{layer}.mp4").stat().st_size > 0
+        assert cv2.imread(str(out / f"layer_{layer}.png")).shape[:2] == (32, 32)
+        reader = imageio_ffmpeg.read_frames(str(out / f"layer_{layer}.mp4"))
+        next(reader)
+        assert sum(1 for _ in reader) == expected_frames([6], 2) == 3  # iterations 2, 4, 6
     grid = cv2.imread(str(out / "layers_grid.png"))
     assert grid is not None and grid.shape[1] > 2 * 64
 

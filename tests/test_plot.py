@@ -22,9 +22,17 @@ def test_loss_chart_empty_and_flat_series():
 
 
 def test_loss_plot_marks_every_stage():
-    histories = [("32x24", [{"total": 10.0, "style": 9.0}] * 5),
-                 ("64x48", [{"total": 5.0, "style": 4.0, "content": 1.0}] * 5)]
-    assert loss_plot(histories, width=400, height=200).shape == (200, 400, 3)
+    """A dashed grey line where each stage starts, at its place along the iterations: the
+    second of two 5-iteration stages starts at iteration 6 of 10, five ninths across."""
+    entry = {"total": 10.0, "style": 8.0, "content": 2.0}
+    history = [dict(entry, total=10.0 / (i + 1)) for i in range(10)]
+    plain = loss_plot([("64x48", history)], width=400, height=200)
+    marked = loss_plot([("32x24", history[:5]), ("64x48", history[5:])], width=400, height=200)
+    assert marked.shape == (200, 400, 3)
+    grey = (marked == plot.GREY).all(-1) & (marked != plain).any(-1)
+    columns = [x for x in range(400) if grey[:, x].sum() > 200 // 5]  # tall: a line, not a label
+    assert len(columns) == 2, columns
+    assert 0.45 < (columns[1] - columns[0]) / 400 < 0.6, columns
 
 
 def test_captioned_grid_layout():
