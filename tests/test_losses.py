@@ -129,8 +129,8 @@ def test_tv_by_hand():
 
 
 def test_temporal_by_hand():
-    # the mask covers one pixel of four, in all three channels: 3 of 12 squared differences of 1
-    x, warped = torch.zeros(1, 3, 2, 2), torch.full((1, 3, 2, 2), 2.0)
+    # the mask covers one pixel of four, in all three channels: 3 of 12 squared differences of 2
+    x, warped = torch.ones(1, 3, 2, 2), torch.full((1, 3, 2, 2), 3.0)
     mask = torch.tensor([[1.0, 0.0], [0.0, 0.0]]).view(1, 1, 2, 2)
     torch.testing.assert_close(temporal_loss(x, warped, mask), torch.tensor(3 * 4.0 / 12))
 
