@@ -146,3 +146,29 @@ def test_eval_tells_a_flickering_output_from_a_steady_one(tmp_path, capsys):
     assert main(["eval", str(short), "--reference", str(clip)]) == 2  # 3 frames against 5
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "3 frames" in err[0] and "--max-frames" in err[0], err
+
+
+def test_flow_preset_reaches_the_flow_of_stylize_and_eval(tmp_path, style_path, monkeypatch, capsys):
+    """--flow-preset picks the DIS preset of the warm start and of eval's measurement, and the
+    presets really differ (ultrafast gives other flow than medium)."""
+    import cv2
+
+    from nstvideo.video import flow as flowlib
+
+    asked = []
+    real_make = flowlib.make_dis
+
+    def spy(preset="medium"):
+        asked.append(preset)
+        return real_make(preset)
+
+    monkeypatch.setattr(flowlib, "make_dis", spy)
+    clip = write_clip(tmp_path / "in.mp4", moving_frames(3, 32, 48))
+    output = tmp_path / "out.mp4"
+    assert stylize(clip, output, style_path, "--flow-preset", "ultrafast") == 0
+    assert main(["eval", str(output), "--reference", str(clip), "--flow-preset", "fast"]) == 0
+    assert asked == ["ultrafast", "fast"]
+    frames = moving_frames(2, 96, 128)
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    flows = {p: real_make(p).calc(grey[0], grey[1], None) for p in ("ultrafast", "medium")}
+    assert not np.array_equal(flows["ultrafast"], flows["medium"])
