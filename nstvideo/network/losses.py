@@ -65,6 +65,14 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return gram_matrix(flat, 1.0 / (channels * height * width))
 
 
+def masked_gram(features: torch.Tensor, root_weights: torch.Tensor, weight_sum: float) -> torch.Tensor:
+    """The Gram of some positions only: Σ_x w(x) F(x) F(x)ᵀ / (C·Σw), from ``root_weights`` = √w,
+    a (1, 1, H, W) map at the features' resolution, and its precomputed ``weight_sum`` = Σw."""
+    batch, channels, height, width = features.shape
+    flat = (features * root_weights.to(features.dtype)).reshape(batch, channels, height * width)
+    return gram_matrix(flat, 1.0 / (channels * max(weight_sum, EPS)))
+
+
 def energy(target: torch.Tensor) -> torch.Tensor:
     return target.float().pow(2).mean().clamp_min(EPS)
 

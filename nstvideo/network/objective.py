@@ -10,10 +10,11 @@ import contextlib
 from typing import Mapping, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .features import VGGFeatures
-from .losses import ContentLoss, StyleLoss, gram, temporal_loss, tv_loss
+from .losses import ContentLoss, StyleLoss, gram, masked_gram, style_loss, temporal_loss, tv_loss
 
 
 def normalised(weights: Optional[Sequence[float]], count: int, what: str) -> list[float]:
@@ -62,7 +63,8 @@ def blended_grams(network: VGGFeatures, styles: Sequence[torch.Tensor], blend: S
 
 
 class StyleObjective(nn.Module):
-    """content_weight·content + style_weight·style + tv_weight·tv (+ temporal_weight·temporal).
+    """content_weight·content + style_weight·style + tv_weight·tv (+ temporal_weight·temporal,
+    + style_weight·local_weight·style of a region).
 
     ``forward`` returns the weighted terms and their ``total`` as 0-d tensors.
     """
@@ -94,10 +96,35 @@ class StyleObjective(nn.Module):
         self.temporal_weight = 0.0
         self.register_buffer("warped", None)
         self.register_buffer("reliable", None)
+        self.local_weight = 0.0
+        self.register_buffer("region", None)
+        self._region_at: dict[tuple[int, int], tuple[torch.Tensor, float]] = {}
 
     def set_temporal(self, warped: torch.Tensor, reliable: torch.Tensor, weight: float) -> None:
         """Add weight·mean(reliable·(x − warped)²): the warped previous frame, masked."""
         self.warped, self.reliable, self.temporal_weight = warped, reliable, weight
+
+    def set_local_style(self, region: torch.Tensor, weight: float) -> None:
+        """Add style_weight·weight·(the style loss of the Gram of ``region`` alone), region a
+        (1, 1, H, W) map in [0, 1]: a part of the canvas (what entered a video frame) gets style
+        pressure of its own, which the global Gram, matched by the rest, no longer gives it."""
+        self.region, self.local_weight = region, weight
+        self._region_at = {}
+
+    def region_at(self, height: int, width: int) -> tuple[torch.Tensor, float]:
+        """(√region, Σregion) at a layer's resolution (area-averaged), computed once per size."""
+        if (height, width) not in self._region_at:
+            scaled = F.adaptive_avg_pool2d(self.region.float(), (height, width))
+            self._region_at[height, width] = (scaled.sqrt(), float(scaled.sum()))
+        return self._region_at[height, width]
+
+    def local_style(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for (name, loss), weight in zip(self.style_losses.items(), self.style_layer_weights):
+            roots, weight_sum = self.region_at(*features[name].shape[-2:])
+            total = total + weight * style_loss(masked_gram(features[name], roots, weight_sum),
+                                                loss.target, loss.target_energy)
+        return total
 
     def forward(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
         with precision_context(self.precision, canvas.device):
@@ -109,6 +136,8 @@ class StyleObjective(nn.Module):
         style = sum(w * self.style_losses[name](features[name])
                     for name, w in zip(self.style_losses, self.style_layer_weights))
         terms["style"] = self.style_weight * style
+        if self.local_weight and self.region is not None:
+            terms["style_local"] = self.style_weight * self.local_weight * self.local_style(features)
         if self.tv_weight:
             terms["tv"] = self.tv_weight * tv_loss(canvas)
         if self.temporal_weight and self.warped is not None:

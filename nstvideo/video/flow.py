@@ -62,12 +62,20 @@ def sample_grid(flow_field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs + flow_field[..., 0], ys + flow_field[..., 1]
 
 
-def warp(image: np.ndarray, flow_field: np.ndarray) -> np.ndarray:
-    """Sample image at x + w(x), bilinear; outside the image the nearest border pixel is used
-    (the reliability mask marks those pixels unreliable)."""
+INTERPOLATIONS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+def warp(image: np.ndarray, flow_field: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
+    """Sample image at x + w(x); outside the image the nearest border pixel is used (the
+    reliability mask marks those pixels unreliable). Bicubic keeps the detail that bilinear
+    sampling blurs away at every fractional shift (it compounds over a video's frames); it can
+    overshoot, so a [0, 1] image stays clipped to [0, 1]."""
     map_x, map_y = sample_grid(flow_field)
-    return cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(np.ascontiguousarray(image), map_x, map_y, INTERPOLATIONS[interpolation],
+                       borderMode=cv2.BORDER_REPLICATE)
+    if interpolation != "bilinear" and image.dtype == np.float32 and image.ndim == 3:
+        np.clip(warped, 0.0, 1.0, out=warped)
+    return warped
 
 
 def inside_image(flow_field: np.ndarray) -> np.ndarray:
@@ -139,6 +147,28 @@ def nearest_reliable(warped: Sequence[np.ndarray], masks: Sequence[np.ndarray]
         target[take] = image[take]
         covered |= take
     return target, covered.astype(np.float32)
+
+
+def around_unreliable(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Where the warp cannot be trusted, widened by ``reach`` px: (H, W) float32 in {0, 1}. A
+    region that enters a panning frame is a couple of pixels a frame; widened, each pixel stays in
+    it for several frames, and the region is wide enough for the deeper layers to see."""
+    unreliable = (mask < 0.5).astype(np.uint8)
+    if reach > 0 and unreliable.any():
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+        unreliable = cv2.dilate(unreliable, kernel)
+    return unreliable.astype(np.float32)
+
+
+def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
+    """An (H, W, 3) [0, 1] image with its unreliable pixels filled from the reliable ones around
+    them (OpenCV's Telea inpainting, at 16 bits per channel)."""
+    holes = (mask < 0.5).astype(np.uint8)
+    if not holes.any():
+        return image
+    levels = np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
+    filled = cv2.inpaint(levels, holes, radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    return np.where(holes[..., None] > 0, filled, image)
 
 
 def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,

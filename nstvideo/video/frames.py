@@ -181,15 +181,24 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 back = reaching_back(earlier, distances)
                 pairs, flow_seconds = flows.get(index, current, [item.content for item in back])
                 warped, mask = flowlib.nearest_reliable(
-                    [flowlib.warp(item.painted, backward) for item, (backward, _) in zip(back, pairs)],
+                    [flowlib.warp(item.painted, backward, video.warp)
+                     for item, (backward, _) in zip(back, pairs)],
                     [reliable for _, reliable in pairs])
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
+                if video.fill == "inpaint":
+                    fresh = images.to_tensor(flowlib.inpaint_unreliable(warped, mask))
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
+                if video.local_style_weight > 0 and not tile_size:
+                    reach = round(video.local_reach * max(height, width))
+                    region = flowlib.around_unreliable(mask, reach)
+                    if region.any():
+                        objective.set_local_style(torch.from_numpy(region)[None, None].to(where.canvas),
+                                                  video.local_style_weight)
             if upcoming is not None:
                 inputs = [item.content for item in earlier] + [current]
                 flows.prefetch(index + 1, upcoming[1], reaching_back(inputs, distances))

@@ -1,0 +1,195 @@
+"""Is every frame as stylized as the first, everywhere? Strip ratios, detail and flicker on clips
+with exact motion.
+
+    python benchmarks/video_quality.py                                  # defaults and low budget
+    python benchmarks/video_quality.py --weights hed --budgets low      # a trained VGG16
+    python benchmarks/video_quality.py --variants "default" "temporal=none" "x=--temporal prev"
+
+Makes two clips with exact motion from ``samples/cat.jpg``: ``pan`` (the camera moves right and
+down by 2 and 1 px per frame, a flat square crosses the other way) and ``occlusion`` (a still
+scene, a square passing in front). Runs the real command (``python -m nstvideo stylize``) per
+variant and budget, then measures on the output frames:
+
+- ``right_left``, ``bottom_top`` (pan only): the style distance (``nstvideo.video.quality``: a
+  probe network of its own, not the painter) of the strip that entered on the right (bottom) over
+  the strip at the left (top) edge, on the last frame: 1 is evenly painted;
+- ``uncovered`` (occlusion only): the style distance of what the square uncovered over that of the
+  rest of the last frame;
+- ``detail``: the Laplacian variance of the last six frames over the first's;
+- ``style_late``: the whole-frame style distance of the last six frames over the first's;
+- ``warping_error`` under the known motion (the square left out) and ``flicker_vs_none``, its ratio
+  to ``--temporal none`` at the same budget;
+- ``seconds_per_frame`` of the frames after the first (from the run report).
+
+Prints JSON; ``--out`` writes it too, and ``--strips DIR`` writes first/middle/last frame strips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit  # noqa: E402
+from nstvideo import images  # noqa: E402
+from nstvideo.network import hed  # noqa: E402
+from nstvideo.video import quality  # noqa: E402
+from nstvideo.video.io import open_frames  # noqa: E402
+
+BUDGETS = {"default": [], "low": ["--iterations", "15", "--first-iterations", "60"]}
+SHIFT = (2, 1)
+SQUARE = (220, 40, 40)
+LATE = 6
+
+
+def scene(width: int, height: int) -> np.ndarray:
+    photo = cv2.cvtColor(cv2.imread(str(REPO / "samples" / "cat.jpg")), cv2.COLOR_BGR2RGB)
+    scale = max(width / photo.shape[1], height / photo.shape[0])
+    resized = cv2.resize(photo, (round(photo.shape[1] * scale) + 1, round(photo.shape[0] * scale) + 1),
+                         interpolation=cv2.INTER_AREA)
+    return resized[:height, :width]
+
+
+def make_clip(kind: str, width: int, height: int, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(RGB uint8 frames, boolean masks of the square per frame)."""
+    dx, dy = SHIFT if kind == "pan" else (0, 0)
+    backdrop = scene(width + dx * count + 2, height + dy * count + 2)
+    side = height // 4
+    frames, masks = [], []
+    for t in range(count):
+        frame = backdrop[dy * t:dy * t + height, dx * t:dx * t + width].copy()
+        mask = np.zeros((height, width), dtype=bool)
+        if kind == "pan":
+            x, y = width - side - 4 - 3 * t, height // 2
+        else:  # passes from the left third to the right third
+            x, y = width // 6 + round(t * (width * 2 / 3 - side) / max(1, count - 1)), height // 3
+        mask[y:y + side, max(0, x):x + side] = True
+        frame[mask] = SQUARE
+        frames.append(frame)
+        masks.append(mask)
+    return frames, masks
+
+
+def write_clip(path: Path, frames: list[np.ndarray]) -> None:
+    import imageio_ffmpeg
+
+    height, width = frames[0].shape[:2]
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", "24", "-i", "-",
+           "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", str(path)]
+    subprocess.run(cmd, input=b"".join(f.tobytes() for f in frames), check=True, timeout=120)
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    with open_frames(path) as frames:
+        return [f.astype(np.float32) / 255.0 for f in frames]
+
+
+def measure(frames: list[np.ndarray], masks: list[np.ndarray], kind: str, probe, grams) -> dict:
+    tensors = [images.to_tensor(f) for f in frames]
+    count = len(frames)
+    distances = [quality.style_distance(probe, t, grams) for t in tensors]
+    late = slice(count - LATE, count)
+    row = {"detail": float(np.mean([quality.laplacian_variance(f) for f in frames[late]])
+                           / quality.laplacian_variance(frames[0])),
+           "style_late": float(np.mean(distances[late]) / distances[0]),
+           "warping_error": quality.shifted_warping_error(frames, SHIFT if kind == "pan" else (0, 0),
+                                                          masks)}
+    if kind == "pan":
+        entered_x, entered_y = SHIFT[0] * (count - 1), SHIFT[1] * (count - 1)
+        row.update(quality.strip_ratios(probe, tensors[-1], grams, right=min(40, entered_x),
+                                        bottom=min(20, entered_y)))
+    else:
+        # what the square covered at some time and no longer covers: its path minus where it is
+        uncovered = np.any(masks[:-1], axis=0) & ~masks[-1]
+        ys, xs = np.nonzero(uncovered)
+        box = tensors[-1][..., ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        rest = tensors[-1][..., :, xs.max() + 8:] if xs.max() + 40 < frames[0].shape[1] else tensors[-1][..., :, :xs.min()]
+        row["uncovered"] = (quality.style_distance(probe, box, grams)
+                            / quality.style_distance(probe, rest, grams))
+    return row
+
+
+def strip(frames: list[np.ndarray], inputs: list[np.ndarray], path: Path) -> None:
+    picks = [0, len(frames) // 2, len(frames) - 1]
+    top = np.concatenate([inputs[i] for i in picks], axis=1)
+    bottom = np.concatenate([(frames[i] * 255).round().astype(np.uint8) for i in picks], axis=1)
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate([top, bottom], axis=0), cv2.COLOR_RGB2BGR))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--style", default=str(REPO / "samples" / "swirls.png"))
+    parser.add_argument("--clips", nargs="+", default=["pan", "occlusion"], choices=["pan", "occlusion"])
+    parser.add_argument("--budgets", nargs="+", default=["default", "low"], choices=list(BUDGETS))
+    parser.add_argument("--variants", nargs="+", default=["default"],
+                        help="NAME or NAME=EXTRA-ARGS (e.g. 'prev=--temporal prev'); "
+                             "'temporal=none' is always run as the flicker reference")
+    parser.add_argument("--size", type=int, default=192)
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--weights", default="random", help="random or hed (the probe follows)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--strips", type=Path, help="folder for first/middle/last strips (PNG)")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    variants = dict(v.split("=", 1) if "=" in v else (v, "") for v in args.variants)
+    variants.setdefault("temporal=none", "--temporal none")
+    variants = {k: v for k, v in variants.items() if k != "temporal"}
+    model = ["--model", "vgg16"] if args.weights == "hed" else []
+    probe = quality.probe_network("vgg16", hed.torchvision_state(hed.weights_file())) \
+        if args.weights == "hed" else quality.probe_network()
+    style = images.load(args.style)
+    rows = []
+    with tempfile.TemporaryDirectory() as temp:
+        for kind in args.clips:
+            width, height = args.size, args.size * 2 // 3
+            inputs, masks = make_clip(kind, width, height, args.frames)
+            clip = Path(temp) / f"{kind}.mp4"
+            write_clip(clip, inputs)
+            from nstvideo.still.stylize import resize_long_side
+
+            grams = quality.probe_grams(probe, resize_long_side(style, max(width, height)))
+            for budget in args.budgets:
+                reference_error = None
+                for name, extra in sorted(variants.items(), key=lambda kv: kv[0] != "temporal=none"):
+                    output, report = Path(temp) / f"{kind}_{budget}_{len(rows)}.mp4", Path(temp) / "r.json"
+                    command = [sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", args.style,
+                               "--size", str(args.size), "--weights", args.weights, *model,
+                               "--device", args.device, "--quiet", "--report", str(report),
+                               "-o", str(output), *BUDGETS[budget], *shlex.split(extra)]
+                    subprocess.run(command, check=True, cwd=REPO)
+                    frames = read_frames(output)
+                    later = json.loads(report.read_text())["frames_this_run"][1:]
+                    row = {"clip": kind, "budget": budget, "variant": name,
+                           **measure(frames, masks, kind, probe, grams),
+                           "seconds_per_frame": float(np.mean([f["seconds"] for f in later]))}
+                    if name == "temporal=none":
+                        reference_error = row["warping_error"]
+                    row["flicker_vs_none"] = row["warping_error"] / reference_error
+                    row = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
+                    rows.append(row)
+                    print(json.dumps(row), file=sys.stderr)
+                    if args.strips:
+                        args.strips.mkdir(parents=True, exist_ok=True)
+                        strip(frames, inputs, args.strips / f"{kind}_{budget}_{name.replace('=', '-')}_{args.weights}.png")
+    result = {"benchmark": "video_quality", "weights": args.weights, "size": args.size,
+              "frames": args.frames, "style": Path(args.style).name, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    emit(result)
+
+
+if __name__ == "__main__":
+    main()
