@@ -157,7 +157,8 @@ def test_every_term_holds_across_sizes():
 
 
 def test_the_objective_is_the_weighted_sum_the_readme_gives():
-    """total = content_weight·content + style_weight·Σ w_l·style_l + tv_weight·tv, with
+    """total = content_weight·content + style_weight·Σ w_l·style_l + tv_weight·tv
+    (+ temporal_weight·temporal for a video frame), with
     --layer-weights scaled to sum 1, styles blended by --style-weights scaled to sum 1, and the
     content averaged over the content layers."""
     from nstvideo.network.features import VGGFeatures
@@ -170,6 +171,9 @@ def test_the_objective_is_the_weighted_sum_the_readme_gives():
                                style_layers=("relu1_1", "relu2_1"), content=content,
                                styles=[style_a, style_b], style_blend=(3, 1), layer_weights=(6, 2),
                                content_weight=2.0, style_weight=50.0, tv_weight=7.0)
+    warped = torch.rand(1, 3, 24, 32, generator=generator)
+    mask = (torch.rand(1, 1, 24, 32, generator=generator) > 0.5).float()
+    objective.set_temporal(warped, mask, 30.0)
     terms = objective(canvas)
     x, c, a, b = (extract(network, image) for image in (canvas, content, style_a, style_b))
     layers = ("relu1_1", "relu2_1")
@@ -178,7 +182,7 @@ def test_the_objective_is_the_weighted_sum_the_readme_gives():
     style_value = (0.75 * style_loss(gram(x["relu1_1"]), blended["relu1_1"], energy(blended["relu1_1"]))
                    + 0.25 * style_loss(gram(x["relu2_1"]), blended["relu2_1"], energy(blended["relu2_1"])))
     expected = {"content": 2.0 * content_value, "style": 50.0 * style_value,
-                "tv": 7.0 * tv_loss(canvas)}
+                "tv": 7.0 * tv_loss(canvas), "temporal": 30.0 * temporal_loss(canvas, warped, mask)}
     for name, value in expected.items():
         torch.testing.assert_close(terms[name], value, rtol=1e-5, atol=0), name
     torch.testing.assert_close(terms["total"], sum(expected.values()), rtol=1e-5, atol=0)
