@@ -6,9 +6,10 @@
     python benchmarks/mutation.py --modules losses,objective    # a few (seconds to minutes each)
     python benchmarks/mutation.py --modules flow --show         # also print each survivor's diff
 
-It never mutates the checkout: the working tree's files (tracked and untracked, not ignored) are
-copied to a scratch folder (--work DIR, default a temp folder, removed afterwards unless --keep),
-where mutmut writes its mutants/. Each module is run with the test files that cover it (MODULES
+It never mutates the checkout: the last commit (or, with --working-tree, the working tree's
+tracked and untracked files) is copied to a scratch folder (--work DIR, default a temp folder,
+removed afterwards unless --keep), where mutmut writes its mutants/; mutmut needs the selected
+tests to pass there before it mutates anything. Each module is run with the test files that cover it (MODULES
 below); the summary gives killed and surviving mutants per module, as JSON with --json PATH.
 A surviving mutant is a change no test notices: read it (mutmut show NAME in the scratch folder,
 or --show) and either add a test a user would care about or note why it does not matter.
@@ -48,7 +49,13 @@ MODULES = {
 }
 
 
-def copy_checkout(target: Path) -> None:
+def copy_checkout(target: Path, working_tree: bool) -> None:
+    """The last commit (default: what the figures are about), or the working tree as it is."""
+    if not working_tree:
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+        return
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -83,11 +90,12 @@ def statuses(work: Path, timeout: float) -> dict[str, str]:
     return found
 
 
-def run_module(key: str, work_root: Path, workers: int, show: bool, timeout: float) -> dict:
+def run_module(key: str, work_root: Path, workers: int, show: bool, timeout: float,
+               working_tree: bool) -> dict:
     module_path, tests = MODULES[key]
     work = work_root / key
     work.mkdir(parents=True)
-    copy_checkout(work)
+    copy_checkout(work, working_tree)
     write_config(work, module_path, tests)
     started = time.perf_counter()
     done = mutmut(work, "run", "--max-children", str(workers), timeout=timeout)
@@ -97,7 +105,7 @@ def run_module(key: str, work_root: Path, workers: int, show: bool, timeout: flo
     survivors = sorted(name for name, status in found.items() if status == "survived")
     summary = {"module": module_path, "tests": tests, "seconds": round(seconds, 1),
                "mutants": len(found), "counts": dict(counts), "survived": survivors}
-    if not found:
+    if not found or counts.get("not checked") == len(found):
         summary["error"] = (done.stdout + done.stderr).strip().splitlines()[-20:]
     if show:
         summary["diffs"] = {name: mutmut(work, "show", name, timeout=120).stdout
@@ -114,6 +122,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--show", action="store_true", help="print each survivor's diff")
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument("--working-tree", action="store_true",
+                        help="mutate the working tree's files (tracked and untracked) instead of "
+                        "the last commit; the tests must pass there first")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per module")
     args = parser.parse_args()
     if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
@@ -129,7 +140,8 @@ def main() -> int:
     results = []
     try:
         for key in keys:
-            summary = run_module(key, work_root, args.workers, args.show, args.timeout)
+            summary = run_module(key, work_root, args.workers, args.show, args.timeout,
+                                 args.working_tree)
             results.append(summary)
             counts = summary["counts"]
             print(f"{summary['module']}: {summary['mutants']} mutants, "
