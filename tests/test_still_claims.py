@@ -223,3 +223,12 @@ def test_info_says_what_this_machine_has(capsys, monkeypatch, weights_file):
     assert lines["torch"] == torch.__version__
     assert lines["ffmpeg"].startswith(imageio_ffmpeg.get_ffmpeg_exe())
     assert lines["device"].split()[0] in ("cpu", "cuda", "cuda:0")
+
+
+def test_the_smallest_block_is_two_margins_and_a_stride():
+    """README: --tile-size is at least 2·margin + 16, 176 px for the default layers (relu5_1's
+    80 px margins)."""
+    from nstvideo.still.tiling import min_tile_size
+
+    assert min_tile_size(80, 16) == 176
+    assert min_tile_size(40, 8) == 88
