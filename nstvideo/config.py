@@ -77,9 +77,10 @@ class ModelConfig:
     precision: str = opt("auto", "network arithmetic; losses and canvas stay fp32. auto: bf16 "
                          "on CPUs with native bf16 (1.6x faster here, final loss within 0.3%), "
                          "tf32 on CUDA, else fp32", choices=("auto", "fp32", "tf32", "bf16"))
-    max_memory: Optional[float] = opt(None, "GiB of device memory (host memory on the CPU) to "
-                                      "plan blocks, canvas and L-BFGS history within (default: "
-                                      "what is free)", parse=float, metavar="GIB")
+    max_memory: Optional[float] = opt(None, "GiB of device memory (host memory on the CPU, for "
+                                      "the whole process) to plan every scale within; a job that "
+                                      "cannot fit is refused before it starts (default: what is "
+                                      "free)", parse=float, metavar="GIB")
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,16 @@ def host_available_memory() -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
+def resident_memory() -> int:
+    """Bytes this process holds in RAM now (its resident set)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # the peak: an upper bound
+        return rss_kib * (1 if sys.platform == "darwin" else 1024)
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

@@ -283,3 +283,14 @@ def test_max_memory_bounds_the_plan(monkeypatch):
     tight = stylize.plan(config.replace(model={"max_memory": 12.0}), 10000, 10000,
                          torch.device("cuda"))[-1]
     assert tight.canvas_on_host  # 100 MP of canvas state alone needs ~18 GiB
+
+
+@pytest.mark.parametrize("shape,tile,margin,stride", [((100, 70), 64, 12, 4), ((333, 517), 240, 80, 16),
+                                                      ((1000, 37), 200, 40, 8), ((8000, 12000), 176, 80, 16),
+                                                      ((64, 48), 512, 80, 16)])
+def test_block_grid_counts_what_plan_blocks_makes(shape, tile, margin, stride):
+    """The planner asks for grids often (a refusal searches sizes): block_grid counts them without
+    building the blocks, and must agree with the blocks that run."""
+    from nstvideo.still.tiling import block_grid, grid_of
+
+    assert block_grid(*shape, tile, margin, stride) == grid_of(plan_blocks(*shape, tile, margin, stride))

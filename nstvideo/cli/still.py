@@ -54,6 +54,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     if config.output.dry_run:
         print_plan(steps, config, device, output)
         return EXIT_OK
+    report_fitting(steps, config.output.quiet)
 
     runtime.configure_precision(config.model.precision)
     network, source = build_network(config, device)
@@ -114,6 +115,12 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
                         "tile_size": r.step.tile_size, "blocks": r.step.blocks,
                         "canvas_on_host": r.step.canvas_on_host,
                         "content_on_host": r.step.content_on_host,
+                        "lbfgs_history": r.step.lbfgs_history,
+                        "planned_peak_mib": round(r.step.peak_mib, 1),
+                        "budget_mib": round(r.step.budget_mib, 1),
+                        "planned_host_peak_mib": round(r.step.host_peak_mib, 1),
+                        "host_budget_mib": round(r.step.host_budget_mib, 1),
+                        "notes": list(r.step.notes),
                         "iterations_planned": r.step.iterations,
                         "iterations_run": r.result.iterations_run,
                         "stopped_early": r.result.stopped_early,
@@ -129,17 +136,29 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
 
 def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
-    from ..still.schedule import canvas_state_bytes
-
     print(f"plan: {len(steps)} scale(s) on {device}, {config.model.model} {config.model.precision}, "
           f"{config.optim.optimizer}; output {output}")
+    gpu = device.type == "cuda"
     for step in steps:
-        history = (step.lbfgs_history or 0) if config.optim.optimizer == "lbfgs" else 0
-        canvas_mib = canvas_state_bytes(step.height, step.width, history) / (1 << 20)
         where = "host" if step.canvas_on_host else str(device)
+        memory = (f"peak ~{step.peak_mib:.0f} of {step.budget_mib:.0f} MiB on {device}"
+                  + (f", ~{step.host_peak_mib:.0f} of {step.host_budget_mib:.0f} MiB on the host"
+                     if gpu else ""))
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
-              f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas+optimizer "
-              f"~{canvas_mib:.0f} MiB on {where}"
-              + (", content targets on host" if step.content_on_host else "")
-              + (f", L-BFGS history {step.lbfgs_history}" if config.optim.optimizer == "lbfgs" else ""))
+              f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas on "
+              f"{where}" + (", content targets on host" if step.content_on_host else "")
+              + (f", L-BFGS history {step.lbfgs_history}" if config.optim.optimizer == "lbfgs" else "")
+              + f"; {memory}")
+        for note in step.notes:
+            print(f"    note: {note}")
     print(f"  total: {sum(s.iterations for s in steps)} iterations")
+
+
+def report_fitting(steps, quiet: bool) -> None:
+    """Say what a plan gave up to fit the memory there is, before the run starts."""
+    if quiet:
+        return
+    for step in steps:
+        for note in step.notes:
+            print(f"nstvideo: note: scale {step.index + 1} ({step.width}x{step.height}): {note}",
+                  file=sys.stderr)

@@ -56,12 +56,17 @@ def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeCo
 
 def frame_tiling(config: StylizeConfig, height: int, width: int, device):
     """The still planner's decision for one frame: block size (None: whole), canvas placement,
-    L-BFGS history and memory."""
+    L-BFGS history and memory, fitted to the memory there is (a frame that cannot fit is refused
+    here, before any work). What it gave up to fit is said on stderr."""
     from ..still.stylize import plan
 
     long_side = max(height, width)
     single = config.replace(schedule={"size": long_side, "min_scale": long_side})
-    return plan(single, height, width, device)[-1]
+    step = plan(single, height, width, device)[-1]
+    if not config.output.quiet:
+        for note in step.notes:
+            print(f"nstvideo: note: frames ({width}x{height}): {note}", file=sys.stderr)
+    return step
 
 
 def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, network, layout,

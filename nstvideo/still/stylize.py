@@ -10,6 +10,7 @@ This is the Python API::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Optional, Sequence
 
@@ -24,12 +25,12 @@ from .blockwise import BlockCallback, BlockwiseObjective
 from ..network.features import VGGFeatures, canonical_layers, deepest, layer_table
 from ..network.objective import StyleObjective
 from ..resume import ResumePoint
-from ..runtime import available_memory, host_available_memory, resolve_device, resolve_precision
-from .schedule import (BLOCK_MEMORY_FRACTION, DEVICE_FILL, HOST_HISTORY_FRACTION, MIN_DEVICE_TILE,
-                       MIN_LBFGS_HISTORY, ScaleStep, canvas_bytes, canvas_state_bytes,
-                       choose_tile_size, content_target_bytes, estimate_memory_mib, fit_long_side,
-                       lbfgs_history_for, plan_scales)
-from .tiling import grid_of, margin_for, min_tile_size, plan_blocks
+from ..runtime import (available_memory, host_available_memory, resident_memory, resolve_device,
+                       resolve_precision)
+from .schedule import (DEVICE_FILL, HOST_FILL, Budget, MemoryModel, ScaleStep, content_target_bytes,
+                       estimate_memory_mib, fit_long_side, fit_scale, least_need, network_bytes,
+                       peak_bytes, plan_scales)
+from .tiling import block_grid, margin_for
 from ..network.weights import WeightsSource, resolve
 
 
@@ -105,84 +106,160 @@ def network_stride(config: StylizeConfig) -> int:
 
 def plan(config: StylizeConfig, height: int, width: int,
          device: Optional[torch.device] = None, *, has_content: bool = True) -> list[ScaleStep]:
-    """The scales, each with its block size, canvas and content-target placement and L-BFGS history.
+    """The scales, each with its block size, canvas and content-target placement and L-BFGS
+    history, planned so that every scale's peak fits the memory there is (or ``--max-memory``).
 
     ``config.model.precision`` must already be resolved (not ``auto``): it sets the memory model.
-    ``has_content=False`` (a texture) plans no content targets.
+    ``has_content=False`` (a texture) plans no content targets. A job that cannot fit at some
+    scale is refused here, before any work, with the figures and what would fit.
     """
     s = config.schedule
-    arch = config.model.model
-    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, arch)
-    content_layers = (canonical_layers(config.loss.content_layers, arch)
-                      if has_content and config.loss.content_weight > 0 else [])
-    stride = network_stride(config)
     steps = plan_scales(height, width, s.size, s.min_scale, config.optim.iterations,
-                        s.min_iterations, min_short_side=stride)
+                        s.min_iterations, min_short_side=network_stride(config))
     final = steps[-1]
+    stride = network_stride(config)
     if min(final.height, final.width) < stride:
         raise UsageError(f"output {final.width}x{final.height} is too small: the deepest layer "
                          f"needs at least {stride} px on each side; raise --size")
     device = device or resolve_device(config.model.device)
-    margin = margin_for(arch, layers)
-    smallest = min_tile_size(margin, stride)
-    if s.tile_size is not None and s.tile_size < smallest:
+    model = memory_model(config, device, has_content)
+    if s.tile_size is not None and s.tile_size < model.smallest_tile:
         raise UsageError(f"--tile-size {s.tile_size} is too small for these layers: blocks need "
-                         f"{margin} px of context each side, so at least {smallest} px")
+                         f"{model.margin} px of context each side, so at least {model.smallest_tile} px")
+    budget = memory_budget(config, device)
+    planned = fit_steps(config, steps, model, budget)
+    if isinstance(planned, ScaleStep):
+        raise UsageError(refusal(config, height, width, planned, model, budget, device))
+    return planned
+
+
+def memory_model(config: StylizeConfig, device: torch.device, has_content: bool) -> MemoryModel:
+    """What a scale of this job holds, for the planner."""
+    arch = config.model.model
+    layers = canonical_layers(config.loss.content_layers + config.loss.style_layers, arch)
+    content_layers = (canonical_layers(config.loss.content_layers, arch)
+                      if has_content and config.loss.content_weight > 0 else [])
     table = layer_table(arch)
     value_bytes = 2 if config.model.precision == "bf16" else 4
+    return MemoryModel(
+        activations=lambda h, w: estimate_memory_mib(table, layers, h, w, value_bytes) * (1 << 20),
+        content_targets=lambda h, w: content_target_bytes(table, content_layers, h, w),
+        optimizer=config.optim.optimizer, history=config.optim.lbfgs_history,
+        gpu=device.type == "cuda", margin=margin_for(arch, layers),
+        stride=network_stride(config), forced_tile=config.schedule.tile_size)
 
-    def estimate(h: int, w: int) -> float:
-        return estimate_memory_mib(table, layers, h, w, value_bytes) * (1 << 20)
 
+def memory_budget(config: StylizeConfig, device: torch.device) -> Budget:
+    """What a plan may hold: DEVICE_FILL of the device's free memory (or of ``--max-memory``)
+    less the network's weights; on a CPU under ``--max-memory`` also less what this process
+    holds already (the bound is the whole run's); beside a GPU, HOST_FILL of host memory."""
+    arch = config.model.model
+    weights = network_bytes(layer_table(arch), canonical_layers(
+        config.loss.content_layers + config.loss.style_layers, arch))
     free = available_memory(device)
-    host_free = host_available_memory()
-    shared = device.type == "cpu"  # blocks and canvas draw on the same RAM
+    gpu = device.type == "cuda"
+    held, capped = 0, False
     if config.model.max_memory is not None:  # --max-memory: a share of a GPU, or a bound to prove
-        free = min(free, int(config.model.max_memory * (1 << 30)))
-        if shared:
-            host_free = min(host_free, free)
+        held = 0 if gpu else resident_memory()
+        bound = int(config.model.max_memory * (1 << 30)) - held
+        free, capped = min(free, bound), bound < free
+    usable = max(0, free - weights)
+    host_free = host_available_memory() if gpu else 0
+    return Budget(device=DEVICE_FILL * usable, host=HOST_FILL * host_free, free=usable,
+                  host_free=host_free, weights=weights, held=held, capped=capped)
+
+
+def fit_steps(config: StylizeConfig, steps: Sequence[ScaleStep], model: MemoryModel,
+              budget: Budget):
+    """The steps with their layouts, or the first step that cannot fit."""
+    mib = 1 << 20
     planned = []
     for step in steps:
-        budget = BLOCK_MEMORY_FRACTION * free * (0.8 if shared else 1.0)
-        tile = choose_tile_size(step.height, step.width, estimate, budget, s.tile_size, smallest, stride)
-        block_bytes = estimate(tile, tile) if tile else estimate(step.height, step.width)
-        # The canvas leaves the device only when even the shortest L-BFGS history (none for
-        # Adam) does not fit beside a block: on the host every block crosses the bus twice per
-        # iteration and the optimizer's vector work runs on the CPU.
-        fewest = MIN_LBFGS_HISTORY if config.optim.optimizer == "lbfgs" else 0
-        canvas_need = canvas_state_bytes(step.height, step.width, fewest)
-        on_host = (device.type == "cuda" and tile is not None
-                   and canvas_need + block_bytes > DEVICE_FILL * free)
-        if on_host and s.tile_size is None:
-            # smaller blocks beside a device canvas beat big blocks beside a host one, down to
-            # blocks of MIN_DEVICE_TILE px (their margins then cost ~1.5x)
-            block_room = DEVICE_FILL * free - canvas_need
-            smaller = choose_tile_size(step.height, step.width, estimate, block_room, None,
-                                       smallest, stride)
-            if smaller and smaller >= MIN_DEVICE_TILE and estimate(smaller, smaller) <= block_room:
-                tile, block_bytes, on_host = smaller, estimate(smaller, smaller), False
-        grid, targets, content_on_host = (1, 1), 0, False
-        if tile:
-            grid = grid_of(plan_blocks(step.height, step.width, tile, margin, stride))
-            targets = content_target_bytes(table, content_layers, step.height, step.width)
-            # On a GPU the targets go to the device when they fit beside the canvas state and a
-            # block; otherwise each block's part crosses the bus every iteration, from a pinned
-            # copy of its own (so the host holds them twice).
-            content_on_host = (device.type == "cuda" and targets > 0 and
-                               (on_host or canvas_need + block_bytes + targets > DEVICE_FILL * free))
-        if shared:
-            room = host_free - block_bytes - targets
-        elif on_host:
-            room = host_free - 2 * targets
-        else:
-            room = free - block_bytes - (0 if content_on_host else targets)
-        history_budget = HOST_HISTORY_FRACTION * room - canvas_state_bytes(step.height, step.width, 0)
-        history = lbfgs_history_for(canvas_bytes(step.height, step.width), history_budget,
-                                    config.optim.lbfgs_history)
-        planned.append(replace(step, tile_size=tile, grid=grid, canvas_on_host=on_host,
-                               content_on_host=content_on_host, lbfgs_history=history,
-                               activation_mib=block_bytes / (1 << 20)))
+        fitted = fit_scale(model, step.height, step.width, budget)
+        if fitted is None:
+            return step
+        layout = fitted.layout
+        grid = (block_grid(step.height, step.width, layout.tile, model.margin, model.stride)
+                if layout.tile else (1, 1))
+        device_peak, host_peak = peak_bytes(model, step.height, step.width, layout)
+        activations = model.activations(*(2 * [layout.tile] if layout.tile else [step.height, step.width]))
+        planned.append(replace(
+            step, tile_size=layout.tile, grid=grid, canvas_on_host=layout.canvas_on_host,
+            content_on_host=layout.content_on_host,
+            lbfgs_history=layout.history if model.optimizer == "lbfgs" else None,
+            activation_mib=activations / mib, peak_mib=device_peak / mib,
+            host_peak_mib=host_peak / mib, budget_mib=budget.device / mib,
+            host_budget_mib=budget.host / mib, notes=fitted.notes))
     return planned
+
+
+def refusal(config: StylizeConfig, height: int, width: int, failing: ScaleStep,
+            model: MemoryModel, budget: Budget, device: torch.device) -> str:
+    """One line: what the scale that cannot fit needs at the least, what there is, and what
+    would fit (a smaller --size, --optimizer adam, a larger --max-memory)."""
+    gib = 1 << 30
+    need_device, need_host = least_need(model, failing.height, failing.width)
+    on_host = model.gpu and need_device <= budget.device
+    if on_host:
+        need, there, where = need_host / HOST_FILL, budget.host_free, "host memory"
+    else:
+        reserved = budget.weights + budget.held
+        need, there = need_device / DEVICE_FILL + reserved, budget.free + reserved
+        where = "device memory" if model.gpu else "memory"
+    capped = " (--max-memory)" if budget.capped and not on_host else ""
+    options = []
+    as_asked, at_all = largest_size_that_fits(config, height, width, model, budget)
+    if at_all:
+        options.append(f"--size {as_asked or at_all}" if as_asked == at_all or not as_asked else
+                       f"--size {as_asked} (up to {at_all} with smaller blocks or fewer L-BFGS pairs)")
+    if model.optimizer == "lbfgs":
+        adam = replace(model, optimizer="adam")
+        steps = plan_scales(height, width, config.schedule.size, config.schedule.min_scale,
+                            config.optim.iterations, config.schedule.min_iterations,
+                            min_short_side=model.stride)
+        if not isinstance(fit_steps(config, steps, adam, budget), ScaleStep):
+            options.append("--optimizer adam")
+    if budget.capped and not on_host:
+        wanted = math.ceil(10 * need / gib) / 10
+        if wanted * gib - budget.held <= available_memory(device):
+            options.append(f"--max-memory {wanted:g}")
+    fix = ("; would fit: " + ", ".join(options)) if options else "; free memory or use a larger device"
+    least = ([f"{model.smallest_tile}px blocks"]
+             if max(failing.height, failing.width) > model.smallest_tile else [])
+    least += ["1 L-BFGS pair"] if model.optimizer == "lbfgs" else []
+    even = f" even with {' and '.join(least)}" if least else ""
+    return (f"--size {config.schedule.size} does not fit: scale {failing.index + 1} "
+            f"({failing.width}x{failing.height}) needs {need / gib:.1f} GiB of {where}{even}; "
+            f"{there / gib:.1f} GiB is there{capped}{fix}")
+
+
+def largest_size_that_fits(config: StylizeConfig, height: int, width: int, model: MemoryModel,
+                           budget: Budget) -> tuple[Optional[int], Optional[int]]:
+    """The largest --size (a multiple of the network's stride) whose every scale fits with
+    nothing given up, and the largest that fits at all; None where none does."""
+    s = config.schedule
+
+    def planned(size: int):
+        steps = plan_scales(height, width, size, min(s.min_scale, size), config.optim.iterations,
+                            s.min_iterations, min_short_side=model.stride)
+        if min(steps[-1].height, steps[-1].width) < model.stride:
+            return None
+        fitted = fit_steps(config, steps, model, budget)
+        return None if isinstance(fitted, ScaleStep) else fitted
+
+    def largest(accept) -> int:
+        low, high = 0, (s.size - 1) // model.stride  # in strides: low fits (or is 0)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if accept(planned(middle * model.stride)):
+                low = middle
+            else:
+                high = middle - 1
+        return low * model.stride
+
+    at_all = largest(lambda steps: steps is not None)
+    as_asked = largest(lambda steps: steps is not None and not any(step.notes for step in steps))
+    return as_asked or None, at_all or None
 
 
 class Placement(NamedTuple):

@@ -91,6 +91,12 @@ def _axis(length: int, inner: int, margin: int) -> list[tuple[int, int, int, int
     return spans
 
 
+def _balanced_inner(length: int, largest_inner: int, stride: int) -> int:
+    """Inner side along one axis: as equal as the stride allows, at most ``largest_inner``."""
+    count = math.ceil(length / largest_inner)
+    return math.ceil(length / count / stride) * stride
+
+
 def plan_blocks(height: int, width: int, tile_size: int, margin: int, stride: int) -> list[Block]:
     """Blocks whose outer boxes are at most ``tile_size`` px on a side.
 
@@ -104,14 +110,19 @@ def plan_blocks(height: int, width: int, tile_size: int, margin: int, stride: in
         raise UsageError(f"--tile-size {tile_size} is too small for these layers: blocks need "
                          f"{margin} px of context each side, so at least {2 * margin + stride} px")
 
-    def balanced(length: int) -> int:
-        count = math.ceil(length / largest_inner)
-        return math.ceil(length / count / stride) * stride
-
-    rows = _axis(height, balanced(height), margin)
-    cols = _axis(width, balanced(width), margin)
+    rows = _axis(height, _balanced_inner(height, largest_inner, stride), margin)
+    cols = _axis(width, _balanced_inner(width, largest_inner, stride), margin)
     return [Block(Box(iy0, iy1, ix0, ix1), Box(oy0, oy1, ox0, ox1))
             for iy0, iy1, oy0, oy1 in rows for ix0, ix1, ox0, ox1 in cols]
+
+
+def block_grid(height: int, width: int, tile_size: int, margin: int, stride: int) -> tuple[int, int]:
+    """The rows and columns ``plan_blocks`` makes, without making them (a planner asks often)."""
+    if max(height, width) <= tile_size:
+        return 1, 1
+    largest_inner = (tile_size - 2 * margin) // stride * stride
+    return tuple(max(1, math.ceil(length / _balanced_inner(length, largest_inner, stride)))
+                 for length in (height, width))
 
 
 def grid_of(blocks: Sequence[Block]) -> tuple[int, int]:
