@@ -42,6 +42,14 @@ def check_video_output(output: Path, inputs: Sequence[str]) -> None:
     refuse_overwriting(output, inputs)
 
 
+def truncation(info) -> str:
+    """What a user hears about an input that ends before its header says (the run goes on with
+    the frames that decoded)."""
+    of = f" of {info.declared_frames}" if info.declared_frames else ""
+    return (f"decoded {info.frames}{of} frames: the file is truncated or damaged; the output "
+            f"has those {info.frames}, with the sound cut to them")
+
+
 def frame_budgets(config: StylizeConfig, *, iterations_given: bool) -> StylizeConfig:
     """Without --iterations, a video's frames after the first get their own default (they start
     from the warped previous output) and the first frame twice the stills' per-scale default."""
@@ -159,6 +167,8 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     config = frame_budgets(config, iterations_given=hasattr(args, "OptimConfig.iterations"))
     info = probe(args.input)
+    if info.truncated and not config.output.quiet:
+        print(f"nstvideo: warning: {truncation(info)}", file=sys.stderr)
     first, count = select_range(info, config)
     size = config.schedule.size
     if not hasattr(args, "ScheduleConfig.size"):  # no --size: never enlarge a small video
@@ -182,7 +192,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
                        f"content targets on {'the host' if step.content_on_host else device}, "
                        f"L-BFGS history {step.lbfgs_history}")
         print(f"plan: {count} frame(s) {first}..{first + count - 1} of {info.frames} at "
-              f"{info.fps} fps, {width}x{height} on {device}, {layout}; "
+              f"{info.describe_rate()}, {width}x{height} on {device}, {layout}; "
               f"--temporal {mode}{long_term}; {first_iterations(config)} iterations for the first frame, "
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
@@ -235,14 +245,17 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
         report = {"nstvideo": __version__, "command": "stylize", "input": args.input,
                   "styles": args.style, "output": str(output), "settings": config.to_dict(),
                   "device": runtime.describe_device(device), "torch": torch.__version__,
-                  "fps": str(info.fps), "frames": count, "first_frame": first,
+                  "fps": str(info.fps), "variable_frame_rate": info.variable_rate,
+                  "frames": count, "first_frame": first,
+                  "input_frames": {"decoded": info.frames, "declared": info.declared_frames,
+                                   "truncated": info.truncated, "damage": info.damage},
                   "size": [width, height], "resumed_at": done, "seconds": round(seconds, 3),
                   "frames_this_run": per_frame}
         write_report(config.output.report, report, images.atomic_write_bytes)
     if not config.video.keep_work:
         work.remove(count)
     if not quiet:
-        print(f"wrote {output} ({count} frames, {width}x{height}, {info.fps} fps, "
+        print(f"wrote {output} ({count} frames, {width}x{height}, {info.describe_rate()}, "
               f"audio {'copied' if info.has_audio else 'none'}, {seconds:.1f} s)", file=sys.stderr)
     return EXIT_OK
 

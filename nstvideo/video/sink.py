@@ -1,6 +1,8 @@
 """Where finished frames go: the work folder and the H.264 encoder, which runs for the whole job (a
 resumed run first feeds it the frames already saved). The MP4 is kept only when every frame went
-in, and the audio is muxed in then.
+in, and the audio is muxed in then. A constant-rate source is encoded as the frames come, at its
+exact rational rate; a variable-rate one from the saved frames at the end, each frame at its
+source time (``io.TimedVideoWriter``).
 """
 
 from __future__ import annotations
@@ -8,30 +10,38 @@ from __future__ import annotations
 import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from .io import VideoInfo, VideoWriter, mux_audio
+from .io import TimedVideoWriter, VideoInfo, VideoWriter, mux_audio
 from .workdir import WorkDir
 
 
 @contextmanager
 def encoding(work: WorkDir, output: Path, info: VideoInfo, source: str, first: int, count: int,
              height: int, width: int) -> Iterator[VideoWriter]:
-    """An H.264 writer at the source's exact rate for the job's ``count`` frames. When the block
-    ends with every frame written, the MP4 is kept, with the source's audio for the selected span
-    when it has any; otherwise (an error, Ctrl-C) nothing is written."""
+    """An H.264 writer at the source's exact rate (or its frame times) for the job's ``count``
+    frames. When the block ends with every frame written, the MP4 is kept, with the source's
+    audio for the selected span when it has any; otherwise (an error, Ctrl-C) nothing is
+    written. The frames of a variable-rate source must be in the work folder before they are
+    written (``FrameSink`` saves first)."""
     target = work.path / "video.mp4" if info.has_audio else output
-    with VideoWriter(target, width, height, info.fps) as writer:
+    if info.variable_rate:
+        encoder = TimedVideoWriter(target, width, height,
+                                   [work.frame_path(i) for i in range(count)],
+                                   info.durations(first, count))
+    else:
+        encoder = VideoWriter(target, width, height, info.fps)
+    with encoder as writer:
         yield writer
         if writer.frames_written != count:
             raise RuntimeError(f"the encoder got {writer.frames_written} frames, {count} expected")
     if info.has_audio:
-        mux_audio(target, source, info, output, start=Fraction(first) / info.fps,
-                  duration=Fraction(count) / info.fps)
+        start = info.time_of(first)
+        mux_audio(target, source, info, output, start=start,
+                  duration=info.end_of(first + count - 1) - start)
         target.unlink(missing_ok=True)
 
 

@@ -3,6 +3,7 @@ and resized in order (one ffmpeg reader per generator, stopped when it is closed
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 from fractions import Fraction
@@ -20,10 +21,11 @@ from .io import VideoInfo, even_size, open_frames
 
 
 def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
-    """(first frame, frame count) of --start/--end/--max-frames; frame k shows at k/fps."""
+    """(first frame, frame count) of --start/--end/--max-frames: the frames that show from
+    --start on and before --end (frame k at k/fps, or at its own time in a variable-rate video)."""
     video = config.video
-    first = 0 if video.start is None else math.ceil(Fraction(video.start) * info.fps)
-    stop = info.frames if video.end is None else min(info.frames, math.ceil(Fraction(video.end) * info.fps))
+    first = 0 if video.start is None else _first_at(info, Fraction(video.start))
+    stop = info.frames if video.end is None else min(info.frames, _first_at(info, Fraction(video.end)))
     if video.max_frames is not None:  # >= 1: checked with the other numbers (cli.validate)
         stop = min(stop, first + video.max_frames)
     if first >= info.frames:
@@ -32,6 +34,13 @@ def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
     if stop <= first:
         raise UsageError("--end must be after --start: the selection has no frames")
     return first, stop - first
+
+
+def _first_at(info: VideoInfo, time: Fraction) -> int:
+    """The first frame that shows at ``time`` or later (``info.frames`` when none does)."""
+    if not info.variable_rate:
+        return math.ceil(time * info.fps)
+    return bisect.bisect_left(info.timestamps, time)
 
 
 def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, int, bool]:
