@@ -161,3 +161,42 @@ def test_a_whole_file_says_nothing_about_truncation(tmp_path, style_path, capsys
     assert not video.probe(clip).truncated
     assert stylize(clip, tmp_path / "out.mp4", style_path) == 0
     assert "truncated" not in capsys.readouterr().err
+
+
+# --- one run per work folder -----------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from nstvideo.video.workdir import WorkDir
+work = WorkDir(sys.argv[1])
+work.lock.acquire()
+print("holding", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_run_on_a_busy_work_folder_is_refused_and_a_killed_runs_lock_is_not(
+        tmp_path, style_path, capsys):
+    import signal
+    import sys
+
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(3, 32, 48))
+    output = tmp_path / "out.mp4"
+    work = tmp_path / "out.mp4.work"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(work)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert stylize(clip, output, style_path, "--quiet") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"nstvideo: error: {work} is in use by another run (pid {holder.pid}); wait "
+                       "for it to finish, or pass another --work-dir"]
+        assert not output.exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    assert (work / ".lock").exists()  # left behind by the killed run: it must not block
+    assert stylize(clip, output, style_path, "--quiet") == 0
+    assert video.probe(output).frames == 3 and not work.exists()

@@ -205,59 +205,62 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     warn_if_random(weights, config.output.quiet)
     record = fingerprint(args.input, args.style, config, first, count, height, width)
     done = work.open(record)
-    quiet = config.output.quiet
-    if done and not quiet:
-        print(f"nstvideo: resuming at frame {done + 1}/{count} from {work.path}", file=sys.stderr)
-    started = time.perf_counter()
-    per_frame: list[dict] = []
-    histories: list[tuple[str, list]] = []
-    try:
-        # the encoder runs for the whole job; the MP4 is kept only if all `count` frames went in
-        with encoding(work, output, info, args.input, first, count, height, width) as writer:
-            # a resumed run: the frames saved before come first; the last of them also start
-            # the next frames
-            saved = collections.deque(maxlen=temporal_distances(config)[-1])
-            for index in range(done):
-                saved.append(work.load_frame(index))
-                writer.write(saved[-1])
-            if done < count:
-                per_frame, histories = run_frames(
-                    args, config, device=device, network=network, layout=step, styles=styles,
-                    work=work, writer=writer, first=first, count=count, done=done,
-                    size=(height, width), saved=saved, preview=preview)
-    except OutputError as error:
-        raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
-                          "command again to write the video") from None
-    except KeyboardInterrupt:
-        finished = work.frames_done  # every frame handed over is saved by now
-        if finished < count:
-            print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
-                  f"{work.path}; run the same command again to resume", file=sys.stderr)
-        else:
-            print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
-                  "run the same command again to write the video", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if config.record.plot and histories:
-        images.write_image(config.record.plot,
-                           loss_plot(histories, title=f"losses: {output.name}") / 255.0)
-    seconds = time.perf_counter() - started
-    if config.output.report:
-        report = {"nstvideo": __version__, "command": "stylize", "input": args.input,
-                  "styles": args.style, "output": str(output), "settings": config.to_dict(),
-                  "device": runtime.describe_device(device), "torch": torch.__version__,
-                  "fps": str(info.fps), "variable_frame_rate": info.variable_rate,
-                  "frames": count, "first_frame": first,
-                  "input_frames": {"decoded": info.frames, "declared": info.declared_frames,
-                                   "truncated": info.truncated, "damage": info.damage},
-                  "size": [width, height], "resumed_at": done, "seconds": round(seconds, 3),
-                  "frames_this_run": per_frame}
-        write_report(config.output.report, report, images.atomic_write_bytes)
-    if not config.video.keep_work:
-        work.remove(count)
-    if not quiet:
-        print(f"wrote {output} ({count} frames, {width}x{height}, {info.describe_rate()}, "
-              f"audio {'copied' if info.has_audio else 'none'}, {seconds:.1f} s)", file=sys.stderr)
-    return EXIT_OK
+    try:  # the folder's lock is held until the run ends, however it ends
+        quiet = config.output.quiet
+        if done and not quiet:
+            print(f"nstvideo: resuming at frame {done + 1}/{count} from {work.path}", file=sys.stderr)
+        started = time.perf_counter()
+        per_frame: list[dict] = []
+        histories: list[tuple[str, list]] = []
+        try:
+            # the encoder runs for the whole job; the MP4 is kept only if all `count` frames went in
+            with encoding(work, output, info, args.input, first, count, height, width) as writer:
+                # a resumed run: the frames saved before come first; the last of them also start
+                # the next frames
+                saved = collections.deque(maxlen=temporal_distances(config)[-1])
+                for index in range(done):
+                    saved.append(work.load_frame(index))
+                    writer.write(saved[-1])
+                if done < count:
+                    per_frame, histories = run_frames(
+                        args, config, device=device, network=network, layout=step, styles=styles,
+                        work=work, writer=writer, first=first, count=count, done=done,
+                        size=(height, width), saved=saved, preview=preview)
+        except OutputError as error:
+            raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
+                              "command again to write the video") from None
+        except KeyboardInterrupt:
+            finished = work.frames_done  # every frame handed over is saved by now
+            if finished < count:
+                print(f"nstvideo: interrupted after {finished}/{count} frames; state kept in "
+                      f"{work.path}; run the same command again to resume", file=sys.stderr)
+            else:
+                print(f"nstvideo: interrupted while encoding; all {count} frames are in {work.path}; "
+                      "run the same command again to write the video", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if config.record.plot and histories:
+            images.write_image(config.record.plot,
+                               loss_plot(histories, title=f"losses: {output.name}") / 255.0)
+        seconds = time.perf_counter() - started
+        if config.output.report:
+            report = {"nstvideo": __version__, "command": "stylize", "input": args.input,
+                      "styles": args.style, "output": str(output), "settings": config.to_dict(),
+                      "device": runtime.describe_device(device), "torch": torch.__version__,
+                      "fps": str(info.fps), "variable_frame_rate": info.variable_rate,
+                      "frames": count, "first_frame": first,
+                      "input_frames": {"decoded": info.frames, "declared": info.declared_frames,
+                                       "truncated": info.truncated, "damage": info.damage},
+                      "size": [width, height], "resumed_at": done, "seconds": round(seconds, 3),
+                      "frames_this_run": per_frame}
+            write_report(config.output.report, report, images.atomic_write_bytes)
+        if not config.video.keep_work:
+            work.remove(count)
+        if not quiet:
+            print(f"wrote {output} ({count} frames, {width}x{height}, {info.describe_rate()}, "
+                  f"audio {'copied' if info.has_audio else 'none'}, {seconds:.1f} s)", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        work.close()
 
 
 # --- eval ----------------------------------------------------------------------------------------

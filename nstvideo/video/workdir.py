@@ -18,6 +18,7 @@ from .. import images
 from ..config import StylizeConfig
 from ..errors import UsageError
 from ..resume import job_fingerprint, read_state, write_state
+from .lock import FolderLock
 
 
 def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConfig,
@@ -29,12 +30,14 @@ def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConf
 
 class WorkDir:
     """Finished frames (16-bit PNG) and state.json; written frame first, state second, both
-    atomically, so the state never names a frame that is not on disk."""
+    atomically, so the state never names a frame that is not on disk. One run at a time: ``open``
+    takes the folder's lock (``lock.FolderLock``) and ``close`` or ``remove`` lets it go."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.state_path = self.path / "state.json"
         self.frames_path = self.path / "frames"
+        self.lock = FolderLock(self.path)
 
     def frame_path(self, index: int) -> Path:
         return self.frames_path / f"{index:06d}.png"
@@ -43,6 +46,14 @@ class WorkDir:
         """Frames already done for this job (0 for a new one); refuses a different job's folder."""
         if self.path.exists() and not self.path.is_dir():
             raise UsageError(f"--work-dir {self.path} is a file, not a folder")
+        self.lock.acquire()
+        try:
+            return self._open(record)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, record: dict[str, Any]) -> int:
         done = 0
         if self.state_path.exists():
             done = read_state(self.state_path, record, ("frames_done",), holds="frames",
@@ -55,6 +66,10 @@ class WorkDir:
         self.record = record
         self.save_state(done)
         return done
+
+    def close(self) -> None:
+        """Let the next run have the folder (the process ending does it too)."""
+        self.lock.release()
 
     def save_state(self, done: int) -> None:
         write_state(self.state_path, self.record, frames_done=done)
@@ -73,6 +88,7 @@ class WorkDir:
             self.frame_path(index).unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
         (self.path / "video.mp4").unlink(missing_ok=True)
+        self.lock.release(remove=True)
         for folder in (self.frames_path, self.path):
             try:
                 folder.rmdir()
