@@ -156,3 +156,13 @@ def test_unknown_section_names_the_close_match(tmp_path, capsys):
     assert gpu_suite.main(["--smoke", "--device", "cpu", "--budget", "poster=5",
                            "--out", str(tmp_path / "x.json")]) == 2
     assert "did you mean posters?" in capsys.readouterr().err
+
+
+def test_the_gpu_run_fits_its_window():
+    # at most 8 minutes on an H100/H200, of a 10-minute command limit: the budgets with ~30 s
+    # for start-up (imports, CUDA, the network) and the section clean-ups
+    assert sum(gpu_suite.FULL.budgets.values()) + 30 <= 8 * 60
+    assert set(gpu_suite.FULL.budgets) == set(gpu_suite.SECTIONS)
+    assert gpu_suite.FULL.engine_side == 512 and gpu_suite.FULL.engine_iterations == 500
+    assert [s * s // 10**6 for s in gpu_suite.FULL.poster_sides] == [16, 64, 100]
+    assert gpu_suite.FULL.max_memory == 24 and gpu_suite.FULL.video_size == (720, 1280)
