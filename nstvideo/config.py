@@ -238,6 +238,19 @@ def _time(text: str):
     return seconds
 
 
+def _rate(text: str):
+    """A frame rate as an exact fraction: 24, 24000/1001 or 29.97."""
+    from fractions import Fraction
+
+    try:
+        rate = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0:
+        raise UsageError(f"--fps expects a frame rate such as 24, 25 or 24000/1001, got {text!r}")
+    return rate
+
+
 @dataclass(frozen=True)
 class VideoConfig:
     """How a video becomes frames: the range, the warm start between frames, the resume state.
@@ -267,6 +280,11 @@ class VideoConfig:
     work_dir: Optional[str] = opt(None, "finished frames and resume state "
                                   "(default: OUTPUT.work beside the output)", metavar="DIR")
     keep_work: bool = opt(False, "keep the work folder after the video is written")
+    fps: Optional[Any] = opt(None, "frame rate of an image-sequence input such as f_%04d.png, "
+                             "exact: 24000/1001, 25 or 29.97 (default: 24; a video keeps its own)",
+                             parse=_rate, metavar="RATE")
+    start_number: int = opt(1, "number of the first frame of an image-sequence output such as "
+                            "-o out/f_%05d.png", parse=int, metavar="N")
     flow_preset: str = opt("medium", "DIS optical flow preset",
                            choices=("ultrafast", "fast", "medium"))
     warp: str = opt("bilinear", "how the previous output is resampled into the current frame",

@@ -26,17 +26,25 @@ VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
 
 
 def is_video_input(path: str) -> bool:
-    """A known video suffix, or a file that no image decoder claims."""
+    """A known video suffix, an image-sequence pattern (``f_%04d.png``), or a file that no image
+    decoder claims."""
     from ..video.io import looks_like_video
+    from ..video.sequence import is_pattern
 
-    if looks_like_video(path):
+    if looks_like_video(path) or is_pattern(path) and not Path(path).is_file():
         return True
     return Path(path).is_file() and not cv2.haveImageReader(str(path))
 
 
-def check_video_output(output: Path, inputs: Sequence[str]) -> None:
+def check_video_output(output: Path, inputs: Sequence[str], bit_depth=None) -> None:
+    from ..video.sequence import check_output_pattern, is_pattern
     from .options import refuse_overwriting
 
+    if is_pattern(output):
+        check_output_pattern(output, bit_depth)
+        if any(Path(item).resolve() == output.resolve() for item in inputs):
+            raise UsageError(f"output {output} is the input sequence; choose another -o pattern")
+        return
     if output.suffix.lower() not in VIDEO_OUTPUTS:
         raise UsageError(f"cannot write video {output.name}: use one of {', '.join(VIDEO_OUTPUTS)}")
     refuse_overwriting(output, inputs)
@@ -149,16 +157,27 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     from ..records.recorder import loss_plot
     from ..video.io import probe
     from ..video.frames import first_iterations, temporal_distances
+    from ..video.sequence import ImageSequence, is_pattern, plain_stem
     from ..video.sink import encoding
     from ..video.source import processing_size, select_range
     from ..video.workdir import WorkDir, fingerprint
     from ..still.stylize import build_network
     from .options import check_output, default_output, warn_if_random
 
-    output = Path(args.output) if args.output else default_output(args.input, args.style, ".mp4")
+    sequence_in = is_pattern(args.input) and not Path(args.input).is_file()
+    named = plain_stem(args.input) if sequence_in else args.input
+    output = Path(args.output) if args.output else default_output(named, args.style, ".mp4")
     preview.output = output
     inputs = [args.input] + list(args.style)
-    check_video_output(output, inputs)
+    check_video_output(output, inputs, config.output.bit_depth)
+    sequence_out = is_pattern(output)
+    if config.video.start_number < 0:
+        raise UsageError("--start-number must be 0 or more")
+    if config.video.start_number != 1 and not sequence_out:
+        raise UsageError("--start-number numbers an image-sequence output such as -o out/f_%05d.png")
+    if config.video.fps is not None and not sequence_in:
+        raise UsageError(f"--fps is for image-sequence inputs such as f_%04d.png; {args.input} "
+                         "keeps its own frame rate")
     if config.record.progress_video:
         check_output(Path(config.record.progress_video), inputs, image=False)
     if config.record.plot:
@@ -166,21 +185,25 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     if config.schedule.init not in ("content", "noise", "blend"):
         raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
     config = frame_budgets(config, iterations_given=hasattr(args, "OptimConfig.iterations"))
-    info = probe(args.input)
+    info = ImageSequence.find(args.input).info(config.video.fps) if sequence_in else probe(args.input)
     if info.truncated and not config.output.quiet:
         print(f"nstvideo: warning: {truncation(info)}", file=sys.stderr)
     first, count = select_range(info, config)
     size = config.schedule.size
     if not hasattr(args, "ScheduleConfig.size"):  # no --size: never enlarge a small video
         size = min(size, max(info.width, info.height))
-    height, width, changed = processing_size(info.height, info.width, size)
+    height, width, changed = processing_size(info.height, info.width, size, even=not sequence_out)
     if changed:
         print(f"nstvideo: note: frames are {width}x{height} (H.264 yuv420p needs even sides)",
               file=sys.stderr)
     device = runtime.resolve_device(config.model.device)
     step = frame_tiling(config, height, width, device)
     styles = [images.load(path) for path in args.style]
-    work = WorkDir(config.video.work_dir or output.with_name(output.name + ".work"))
+    work = WorkDir(config.video.work_dir or output.with_name(
+        (f"{plain_stem(output)}{output.suffix}" if sequence_out else output.name) + ".work"))
+    if sequence_out and info.has_audio and not config.output.quiet:
+        print("nstvideo: note: an image sequence has no sound; the input's audio is not kept",
+              file=sys.stderr)
     mode = config.video.temporal
     long_term = (" with --long-term " + ",".join(map(str, config.video.long_term))
                  if config.video.long_term else "")
@@ -214,7 +237,9 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
         histories: list[tuple[str, list]] = []
         try:
             # the encoder runs for the whole job; the MP4 is kept only if all `count` frames went in
-            with encoding(work, output, info, args.input, first, count, height, width) as writer:
+            with encoding(work, output, info, args.input, first, count, height, width,
+                          start_number=config.video.start_number,
+                          bit_depth=config.output.bit_depth) as writer:
                 # a resumed run: the frames saved before come first; the last of them also start
                 # the next frames
                 saved = collections.deque(maxlen=temporal_distances(config)[-1])
@@ -257,7 +282,8 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
             work.remove(count)
         if not quiet:
             print(f"wrote {output} ({count} frames, {width}x{height}, {info.describe_rate()}, "
-                  f"audio {'copied' if info.has_audio else 'none'}, {seconds:.1f} s)", file=sys.stderr)
+                  f"audio {'copied' if info.has_audio and not sequence_out else 'none'}, {seconds:.1f} s)",
+                  file=sys.stderr)
         return EXIT_OK
     finally:
         work.close()

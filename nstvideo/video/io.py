@@ -300,7 +300,8 @@ def _packet_times(listing: str) -> tuple[Optional[Fraction], list[int]]:
     return (Fraction(int(tb.group(1)), int(tb.group(2))) if tb else None), pts
 
 
-def frame_times(pts: Sequence[int], tb: Optional[Fraction], fps: Fraction) -> tuple[tuple[Fraction, ...], Optional[Fraction]]:
+def frame_times(pts: Sequence[int], tb: Optional[Fraction],
+                fps: Fraction) -> tuple[tuple[Fraction, ...], Optional[Fraction]]:
     """(timestamps, last frame's duration) of a variable-rate stream, or ((), None) when every
     frame is within a quarter frame of k/fps (constant rate) or the stream has no usable times."""
     if tb is None or len(pts) < 2 or NO_PTS in pts or len(set(pts)) != len(pts):

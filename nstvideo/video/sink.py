@@ -11,22 +11,32 @@ import collections
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
 from .io import TimedVideoWriter, VideoInfo, VideoWriter, mux_audio
+from .sequence import SequenceWriter, is_pattern
 from .workdir import WorkDir
 
 
 @contextmanager
 def encoding(work: WorkDir, output: Path, info: VideoInfo, source: str, first: int, count: int,
-             height: int, width: int) -> Iterator[VideoWriter]:
+             height: int, width: int, *, start_number: int = 1,
+             bit_depth: Optional[int] = None) -> Iterator[VideoWriter]:
     """An H.264 writer at the source's exact rate (or its frame times) for the job's ``count``
     frames. When the block ends with every frame written, the MP4 is kept, with the source's
     audio for the selected span when it has any; otherwise (an error, Ctrl-C) nothing is
     written. The frames of a variable-rate source must be in the work folder before they are
-    written (``FrameSink`` saves first)."""
+    written (``FrameSink`` saves first). An ``output`` pattern such as ``f_%05d.png`` gets one
+    image per frame from ``start_number``, at ``bit_depth``, and no sound."""
+    if is_pattern(output):
+        with SequenceWriter(output, width, height, start_number=start_number,
+                            bit_depth=bit_depth) as writer:
+            yield writer
+            if writer.frames_written != count:
+                raise RuntimeError(f"the sequence got {writer.frames_written} frames, {count} expected")
+        return
     target = work.path / "video.mp4" if info.has_audio else output
     if info.variable_rate:
         encoder = TimedVideoWriter(target, width, height,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+from contextlib import contextmanager
 from fractions import Fraction
 from typing import Iterator, Optional
 
@@ -18,6 +19,7 @@ from ..errors import InputError, UsageError
 from ..still.schedule import fit_long_side
 from ..still.stylize import resize
 from .io import VideoInfo, even_size, open_frames
+from .sequence import ImageSequence, is_pattern
 
 
 def select_range(info: VideoInfo, config: StylizeConfig) -> tuple[int, int]:
@@ -43,9 +45,13 @@ def _first_at(info: VideoInfo, time: Fraction) -> int:
     return bisect.bisect_left(info.timestamps, time)
 
 
-def processing_size(height: int, width: int, size: Optional[int]) -> tuple[int, int, bool]:
-    """Fit the long side to ``size`` (never enlarge past it), then round each side to even."""
+def processing_size(height: int, width: int, size: Optional[int],
+                    even: bool = True) -> tuple[int, int, bool]:
+    """Fit the long side to ``size`` (never enlarge past it), then round each side to even
+    (H.264; an image sequence output has no such need: ``even=False``)."""
     fitted = fit_long_side(height, width, size) if size else (height, width)
+    if not even:
+        return fitted[0], fitted[1], False
     even = even_size(*fitted)
     return even[0], even[1], even != fitted
 
@@ -59,17 +65,27 @@ def read_selection(path: str | os.PathLike, first: int, count: int, height: int,
     The whole ffmpeg reader lives inside this generator: closing it stops ffmpeg."""
     wanted_from = first + max(0, skip - back)
     index = -1
-    with open_frames(path) as frames:
+    with decoded_frames(path) as frames:
         for index, raw in enumerate(frames):
             if index < wanted_from:
                 continue
             if index >= first + count:
                 break
-            tensor = images.to_tensor(raw.astype(np.float32) / np.float32(255.0))
-            yield index - first, resize(tensor, height, width)
+            unit = raw if raw.dtype == np.float32 else raw.astype(np.float32) / np.float32(255.0)
+            yield index - first, resize(images.to_tensor(unit), height, width)
     if index < first + count - 1:
         raise InputError(f"{path}: the video ended after {index + 1} frames, "
                          f"{first + count} expected; no frame was skipped, so the run stops here")
+
+
+@contextmanager
+def decoded_frames(path: str | os.PathLike) -> Iterator[Iterator[np.ndarray]]:
+    """A video's frames (uint8, through ffmpeg) or an image sequence's (float32, full depth)."""
+    if is_pattern(path):
+        yield ImageSequence.find(path).frames()
+        return
+    with open_frames(path) as frames:
+        yield frames
 
 
 def read_frame(path: str | os.PathLike, index: int, height: int, width: int) -> torch.Tensor:

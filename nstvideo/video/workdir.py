@@ -24,6 +24,11 @@ from .lock import FolderLock
 def fingerprint(input_path: str, style_paths: Sequence[str], config: StylizeConfig,
                 first: int, count: int, height: int, width: int) -> dict[str, Any]:
     """Everything that decides the frames' pixels, as plain JSON."""
+    from .sequence import ImageSequence, is_pattern
+
+    if is_pattern(input_path):
+        return job_fingerprint(None, style_paths, config, sequence=ImageSequence.find(input_path).digest(),
+                               frames={"first": first, "count": count}, size=[width, height])
     return job_fingerprint(input_path, style_paths, config,
                            frames={"first": first, "count": count}, size=[width, height])
 
