@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import platform
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 import torch  # already loaded by the package (nstvideo/__init__.py)
 
 from .. import __version__
-from ..errors import NstError
+from ..errors import NstError, UsageError
 from . import explore, still, video
 from .options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_job_options,
                       add_section_options, config_from_args, settle_weights)
@@ -24,7 +25,10 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     stylize = commands.add_parser("stylize", help="paint an image in the style of one or more images")
-    stylize.add_argument("input", help="content image or video")
+    stylize.add_argument("input", help="content image, video, image sequence (f_%%04d.png) or "
+                         "folder (every image and video in it, to -o OUTDIR/NAME_STYLE.EXT)")
+    stylize.add_argument("--recursive", action="store_true",
+                         help="with a folder input, also the images and videos in its subfolders")
     add_job_options(stylize)
 
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
@@ -99,6 +103,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             config = settle_weights(config)
         if args.command == "eval":
             return video.run_eval(args, config)
+        if args.command == "stylize" and Path(args.input).is_dir():
+            from .batch import run_batch
+
+            return run_batch(args, config, run_one=lambda one, cfg, is_video: (
+                video.run_video_job(one, cfg) if is_video
+                else still.run_image_job(one, cfg, texture=False)))
+        if args.command == "stylize" and args.recursive:
+            raise UsageError("--recursive is for a folder input")
         if args.command == "stylize" and video.is_video_input(args.input):
             return video.run_video_job(args, config)
         if args.command in explore.COMMANDS:
