@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import StylizeConfig
+from .blocks import block_cost, warn_costly_blocks
 from .options import (EXIT_INTERRUPTED, EXIT_OK, check_output, default_output, warn_if_random,
                       with_preview)
 
@@ -51,6 +52,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     height, width = (config.schedule.size, config.schedule.size) if texture else content.shape[-2:]
     steps = plan(config, height, width, device, has_content=not texture)
 
+    warn_costly_blocks(steps, config)
     if config.output.dry_run:
         print_plan(steps, config, device, output)
         return EXIT_OK
@@ -145,7 +147,8 @@ def print_plan(steps, config: StylizeConfig, device, output: Path) -> None:
                   + (f", ~{step.host_peak_mib:.0f} of {step.host_budget_mib:.0f} MiB on the host"
                      if gpu else ""))
         print(f"  scale {step.index + 1}: {step.width}x{step.height}, {step.iterations} iterations, "
-              f"{step.layout}, ~{step.activation_mib:.0f} MiB activations per pass, canvas on "
+              f"{step.layout}{block_cost(step, config)}, ~{step.activation_mib:.0f} MiB "
+              "activations per pass, canvas on "
               f"{where}" + (", content targets on host" if step.content_on_host else "")
               + (f", L-BFGS history {step.lbfgs_history}" if config.optim.optimizer == "lbfgs" else "")
               + f"; {memory}")

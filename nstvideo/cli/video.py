@@ -162,6 +162,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     from ..video.source import processing_size, select_range
     from ..video.workdir import WorkDir, fingerprint
     from ..still.stylize import build_network
+    from .blocks import block_cost, warn_costly_blocks
     from .options import check_output, default_output, warn_if_random
 
     sequence_in = is_pattern(args.input) and not Path(args.input).is_file()
@@ -198,6 +199,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
               file=sys.stderr)
     device = runtime.resolve_device(config.model.device)
     step = frame_tiling(config, height, width, device)
+    warn_costly_blocks([step], config, what="frame")
     styles = [images.load(path) for path in args.style]
     work = WorkDir(config.video.work_dir or output.with_name(
         (f"{plain_stem(output)}{output.suffix}" if sequence_out else output.name) + ".work"))
@@ -209,7 +211,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
                  if config.video.long_term else "")
 
     if config.output.dry_run:
-        layout = step.layout if step.tile_size else "whole frames"
+        layout = step.layout + block_cost(step, config) if step.tile_size else "whole frames"
         if step.tile_size:
             layout += (f", canvas on {'the host' if step.canvas_on_host else device}, "
                        f"content targets on {'the host' if step.content_on_host else device}, "
