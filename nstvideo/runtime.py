@@ -4,30 +4,76 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import resource
 import sys
+import warnings
 
 import torch
 
 from .errors import DeviceError
 
 
+def mps_available() -> bool:
+    """Apple's GPU through torch's MPS backend (macOS builds of torch)."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
 def resolve_device(spec: str) -> torch.device:
+    """``auto``: CUDA, then Apple's MPS, then the CPU."""
     spec = spec.strip().lower()
     if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps_available():
+            note_cpu_fallbacks()
+            return torch.device("mps")
+        return torch.device("cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise DeviceError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N") from None
+        raise DeviceError(f"unknown device {spec!r}; expected auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceError("--device cuda asked for, but no CUDA GPU is visible; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise DeviceError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible")
+    elif device.type == "mps":
+        if not mps_available():
+            raise DeviceError("--device mps asked for, but this torch has no usable MPS (Apple GPU) "
+                              "backend; use --device cpu")
+        note_cpu_fallbacks()
     elif device.type != "cpu":
-        raise DeviceError(f"unsupported device {spec!r}; expected auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"unsupported device {spec!r}; expected auto, cpu, cuda, cuda:N or mps")
     return device
+
+
+_MPS_FALLBACK = re.compile(r"operator '([^']+)' is not currently (?:supported|implemented) "
+                           r"(?:on|for) the MPS")
+_fallback_said = False
+
+
+def note_cpu_fallbacks() -> None:
+    """torch warns once per operation that MPS lacks and runs on the CPU instead (with
+    PYTORCH_ENABLE_MPS_FALLBACK=1, which the package sets on macOS before torch loads): say it
+    once, in our words, naming the first such operation; other warnings pass as they are."""
+    original = warnings.showwarning
+    if getattr(original, "nstvideo_mps", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        global _fallback_said
+        found = _MPS_FALLBACK.search(str(message))
+        if found is None:
+            return original(message, category, filename, lineno, file, line)
+        if not _fallback_said:
+            _fallback_said = True
+            print(f"nstvideo: note: mps lacks {found.group(1)}; it (and any other operation mps "
+                  "lacks) runs on the CPU, which is slower", file=sys.stderr)
+
+    show.nstvideo_mps = True
+    warnings.showwarning = show
 
 
 def cpu_has_native_bf16() -> bool:
@@ -44,6 +90,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return precision
     if device.type == "cuda":
         return "tf32"
+    if device.type == "mps":
+        return "fp32"  # the CPU's bf16 test says nothing about Apple's GPU
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
@@ -104,6 +152,8 @@ def resident_memory() -> int:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"Apple GPU (MPS, {platform.machine()})"
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
