@@ -142,3 +142,14 @@ def clip_factory(tmp_path):
         return write_clip(tmp_path / name, moving_frames(count, height, width, **motion), audio=audio)
 
     return make
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium (``tests/chromium.py``); use with ``chromium.needs_chromium``."""
+    from chromium import Chromium
+
+    browser = Chromium(tmp_path / "profile",
+                       extra_args=("--autoplay-policy=no-user-gesture-required",))
+    yield browser
+    browser.close()
