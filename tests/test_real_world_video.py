@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -200,3 +201,56 @@ def test_a_second_run_on_a_busy_work_folder_is_refused_and_a_killed_runs_lock_is
     assert (work / ".lock").exists()  # left behind by the killed run: it must not block
     assert stylize(clip, output, style_path, "--quiet") == 0
     assert video.probe(output).frames == 3 and not work.exists()
+
+
+# --- what already worked keeps working -------------------------------------------------------------
+
+def raw_clip(path: Path, *encoder: str, count: int = 6, sound: tuple[str, ...] = ()) -> Path:
+    frames = moving_frames(count, 32, 48)
+    args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "48x32", "-r", "24", "-i", "-"]
+    if sound:
+        args += ["-f", "lavfi", "-t", f"{count / 24:.4f}", "-i", f"sine=frequency=440:sample_rate=48000",
+                 *sound]
+    ffmpeg(*args, *encoder, str(path), data=b"".join(f.tobytes() for f in frames))
+    return path
+
+
+@pytest.mark.parametrize("name,encoder,sound", [
+    ("ten_bit.mp4", ("-c:v", "libx264", "-pix_fmt", "yuv420p10le"), ("-c:a", "aac")),
+    ("vp8.webm", ("-c:v", "libvpx", "-b:v", "1M"), ("-c:a", "libopus")),
+])
+def test_ten_bit_h264_and_webm_with_opus_still_work(tmp_path, style_path, name, encoder, sound):
+    clip = raw_clip(tmp_path / name, *encoder, sound=sound)
+    info = video.probe(clip)
+    assert not info.variable_rate and info.fps == 24 and info.frames == 6
+    output = tmp_path / "out.mp4"
+    assert stylize(clip, output, style_path, "--quiet") == 0
+    out = video.probe(output)
+    assert (out.frames, out.fps, out.has_audio, out.variable_rate) == (6, 24, True, False)
+
+
+def test_sigkill_mid_video_then_the_same_command_finishes(tmp_path, style_path):
+    import signal
+    import sys
+
+    from conftest import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", moving_frames(6, 32, 48), audio=True)
+    output = tmp_path / "out.mp4"
+    command = [sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", str(style_path),
+               "-o", str(output), *FAST, "--iterations", "30", "--quiet"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "out.mp4.work" / "state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and run.poll() is None:
+        if state.exists() and json.loads(state.read_text())["frames_done"] >= 2:
+            break
+        time.sleep(0.05)
+    assert run.poll() is None, "the run ended before it could be killed"
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    assert not output.exists()
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    out = video.probe(output)
+    assert out.frames == 6 and out.has_audio
