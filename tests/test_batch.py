@@ -60,3 +60,10 @@ def test_a_batch_dry_run_lists_the_work_in_order(tmp_path, style_path, capsys):
     listed = [line.split(" -> ")[0].strip() for line in capsys.readouterr().out.splitlines()[1:]]
     assert listed == [str(folder / name) for name in ("a.png", "b.jpg", "bad.png", "c.mp4", "sub/d.png")]
     assert not out.exists()
+
+
+def test_options_that_name_one_file_are_refused_for_a_batch(tmp_path, style_path, capsys):
+    folder, out = photos(tmp_path / "photos"), tmp_path / "out"
+    assert batch(folder, out, style_path, "--report", str(tmp_path / "r.json")) == 2
+    assert "--report names one file" in capsys.readouterr().err
+    assert not out.exists()

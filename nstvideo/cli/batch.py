@@ -65,6 +65,13 @@ def run_batch(args: argparse.Namespace, config: StylizeConfig,
         raise UsageError(f"-o {out_folder}: a folder input needs an output folder, not a file")
     if config.video.work_dir:
         raise UsageError("--work-dir names one video's folder; a batch keeps one beside each output")
+    one_file = [flag for flag, value in (("--report", config.output.report),
+                                         ("--plot", config.record.plot),
+                                         ("--progress-video", config.record.progress_video))
+                if value]
+    if one_file:
+        raise UsageError(f"{one_file[0]} names one file, and a batch has many inputs; run that "
+                         "input on its own for it")
     skip = {out_folder.resolve()} | {Path(s).resolve() for s in args.style}
     files = batch_files(folder, args.recursive, skip)
     if not files:
