@@ -21,9 +21,11 @@ def test_the_factor_counts_every_blocks_context():
 
 
 def test_the_suggested_tile_is_the_smallest_under_2x():
-    tile = cheapest_tile(1064, 1600, MARGIN, STRIDE)
-    assert cost_factor(1064, 1600, tile, MARGIN, STRIDE) < 2.0
-    assert cost_factor(1064, 1600, tile - STRIDE, MARGIN, STRIDE) >= 2.0
+    for height, width in ((1064, 1600), (720, 1280), (1080, 1920), (600, 900), (2000, 3000)):
+        tile = cheapest_tile(height, width, MARGIN, STRIDE)
+        assert cost_factor(height, width, tile, MARGIN, STRIDE) < 2.0
+        assert all(cost_factor(height, width, smaller, MARGIN, STRIDE) >= 2.0
+                   for smaller in range(2 * MARGIN + STRIDE, tile, STRIDE)), (height, width, tile)
 
 
 def run(image, *extra) -> int:
