@@ -288,16 +288,17 @@ class VideoConfig:
                             "-o out/f_%05d.png", parse=int, metavar="N")
     flow_preset: str = opt("medium", "DIS optical flow preset",
                            choices=("ultrafast", "fast", "medium"))
-    warp: str = opt("bilinear", "how the previous output is resampled into the current frame",
+    warp: str = opt("bicubic", "how the previous output is resampled into the current frame "
+                    "(bilinear blurs at every fractional shift, and the blur compounds)",
                     choices=("bilinear", "bicubic"))
-    local_style_weight: float = opt(0.0, "weight, relative to --style-weight, of a style term of "
+    local_style_weight: float = opt(2.0, "weight, relative to --style-weight, of a style term of "
                                     "its own for the region the warp cannot trust (what entered "
                                     "the frame or was uncovered, widened by --local-reach)")
     local_reach: float = opt(1 / 12, "how far the --local-style-weight region reaches past the "
                              "untrusted pixels, as a fraction of the frame's long side")
-    fill: str = opt("content", "where the warp cannot be trusted, a frame starts from the content "
-                    "or from the warped previous output inpainted from around it",
-                    choices=("content", "inpaint"))
+    fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "
+                    "previous output inpainted from around it (already painted colours), or from "
+                    "the content", choices=("inpaint", "content"))
 
 
 SECTIONS["video"] = VideoConfig

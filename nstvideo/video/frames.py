@@ -189,6 +189,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 mask_t = torch.from_numpy(mask)[None, None]
                 if video.fill == "inpaint":
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(warped, mask))
+
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
