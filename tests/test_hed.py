@@ -7,6 +7,7 @@ CI installs it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,6 @@ def test_weights_hed_end_to_end(content_path, style_path, tmp_path, capsys):
     code = main(["stylize", str(content_path), "--style", str(style_path), "-o", str(output),
                  "--model", "vgg16", "--weights", "hed", "--report", str(tmp_path / "r.json"), *FAST])
     assert code == 0 and output.is_file()
-    import json
-
     report = json.loads((tmp_path / "r.json").read_text())
     assert "HED" in report["weights"] and report["settings"]["model"]["model"] == "vgg16"
     losses = report["scales"][-1]["losses"]

