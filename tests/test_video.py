@@ -274,14 +274,13 @@ def test_frames_through_blocks_match_whole_frames(clip_factory, style_path, tmp_
     The first frame's losses agree to 1e-3; later frames within 10%. Adam, because 4 L-BFGS
     iterations into a frame on a random network amplify float-rounding differences as much as two
     untiled runs with different thread counts differ (measured: 205 vs 215, 148 vs 189);
-    tests/test_tiling.py checks that the gradients agree to 1e-4. Block-wise frames have no
-    local style term (--local-style-weight), so both runs go without it."""
+    tests/test_tiling.py checks that the gradients agree to 1e-4 (and test_video_quality.py for
+    the local style term)."""
     clip = clip_factory(count=3)
     runs = {}
     for name, extra in (("whole", []), ("tiled", ["--tile-size", "40"])):
         output, report = tmp_path / f"{name}.mp4", tmp_path / f"{name}.json"
         assert stylize(clip, output, *extra, "--precision", "fp32", "--optimizer", "adam",
-                       "--local-style-weight", "0",
                        "--report", str(report), style=style_path) == 0
         runs[name] = json.loads(report.read_text())["frames_this_run"]
         assert len(decoded(output)) == 3

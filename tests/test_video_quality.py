@@ -121,3 +121,35 @@ def test_the_local_region_reaches_past_the_untrusted_pixels():
     region = flowlib.around_unreliable(mask, reach=6)
     assert region[:, -8:].min() == 1 and region[:, :-9].max() == 0
     assert flowlib.around_unreliable(np.ones((5, 5), np.float32), 6).max() == 0
+
+
+def test_block_wise_frames_get_the_same_local_style_term():
+    """Frames too big for the device: the region's own Gram is accumulated over the blocks and its
+    gradient equals the whole frame's (the term must matter, or the check means nothing)."""
+    from nstvideo.network.features import VGGFeatures
+    from nstvideo.network.objective import StyleObjective
+    from nstvideo.optim.engine import autograd_evaluator
+    from nstvideo.still.blockwise import BlockwiseObjective
+
+    layers = ("relu1_1", "relu2_1", "relu3_1")
+    network = VGGFeatures("vgg19", layers)
+    generator = torch.Generator().manual_seed(0)
+    content, style, canvas = (torch.rand(1, 3, 48, 64, generator=generator) for _ in range(3))
+    region = torch.zeros(1, 1, 48, 64)
+    region[..., 36:] = 1
+    terms = dict(content_layers=("relu3_1",), style_layers=layers, content=content, styles=[style],
+                 content_weight=1.0, style_weight=10.0, tv_weight=1.0)
+    whole = StyleObjective(network, **terms)
+    tiled = BlockwiseObjective(network, tile_size=40, **terms)
+    assert tiled.grid[0] * tiled.grid[1] > 1
+    x = canvas.clone().requires_grad_(True)
+    autograd_evaluator(whole)(x)
+    without = x.grad.clone()
+    for objective in (whole, tiled):
+        objective.set_local_style(region, 2.0)
+    x, y = canvas.clone().requires_grad_(True), canvas.clone().requires_grad_(True)
+    expected, got = autograd_evaluator(whole)(x), tiled.evaluate(y)
+    for name in ("style_local", "total"):
+        assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
+    assert float((y.grad - x.grad).norm() / x.grad.norm()) < 1e-4
+    assert float((x.grad - without).norm() / x.grad.norm()) > 0.1

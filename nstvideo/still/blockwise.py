@@ -12,9 +12,10 @@ The per-block input gradients, added into the canvas gradient, equal the untiled
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..network.features import VGGFeatures
@@ -36,24 +37,38 @@ def _flat(features: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def grams_by_blocks(network: VGGFeatures, image: torch.Tensor, layers: Sequence[str],
                     blocks: Sequence[Block], precision: str = "fp32",
-                    on_block: Optional[Callable[[int], None]] = None) -> dict[str, torch.Tensor]:
-    """Each layer's Gram matrix of the whole image, F Fᵀ/(C·N) summed over the blocks' inner parts."""
+                    on_block: Optional[Callable[[int], None]] = None,
+                    region: Optional[Mapping[str, tuple[torch.Tensor, float]]] = None):
+    """Each layer's Gram matrix of the whole image, F Fᵀ/(C·N) summed over the blocks' inner parts.
+
+    With ``region`` ({layer: (√weights over the whole feature map, Σweights)}), also the Gram of
+    the weighted positions alone (``losses.masked_gram``), from the same pass: returns both."""
     device = next(network.parameters()).device
     strides = {info.name: info.stride for info in network.table}
     height, width = image.shape[-2:]
     sums: dict[str, torch.Tensor] = {}
+    region_sums: dict[str, torch.Tensor] = {}
     for index, block in enumerate(blocks):
         crop = to_network_layout(image[(..., *block.outer.slices())].to(device))
         with precision_context(precision, device):
             features = network(crop)
         for layer in layers:
             rows, cols = block.feature_slices(strides[layer])
-            product = gram_matrix(_flat(features[layer][..., rows, cols]), 1.0)
+            inner = features[layer][..., rows, cols]
+            product = gram_matrix(_flat(inner), 1.0)
             sums[layer] = sums[layer] + product if layer in sums else product
+            if region is not None:
+                roots = region[layer][0][(..., *block.feature_box(strides[layer]).slices())]
+                weighted = gram_matrix(_flat(inner * roots.to(inner.device, inner.dtype)), 1.0)
+                region_sums[layer] = region_sums[layer] + weighted if layer in region_sums else weighted
         if on_block is not None:
             on_block(index + 1)
-    return {layer: (total / (total.shape[0] * (height // strides[layer]) * (width // strides[layer]))).unsqueeze(0)
-            for layer, total in sums.items()}
+    grams = {layer: (total / (total.shape[0] * (height // strides[layer]) * (width // strides[layer]))).unsqueeze(0)
+             for layer, total in sums.items()}
+    if region is None:
+        return grams
+    return grams, {layer: (total / (total.shape[0] * max(region[layer][1], 1e-12))).unsqueeze(0)
+                   for layer, total in region_sums.items()}
 
 
 class BlockwiseObjective:
@@ -92,7 +107,7 @@ class BlockwiseObjective:
         for style, weight in zip(styles, blend):
             if max(style.shape[-2:]) > tile_size:  # a style bigger than a block goes by blocks too
                 blocks = plan_blocks(style.shape[-2], style.shape[-1], tile_size, self.margin, self.stride)
-                grams = grams_by_blocks(network, style, style_layers, blocks, precision)
+                grams = grams_by_blocks(network, style, style_layers, blocks, precision)  # no region
             else:
                 grams = blended_grams(network, [style.to(self.device)], [1.0], style_layers, precision)
             for layer in style_layers:
@@ -106,6 +121,8 @@ class BlockwiseObjective:
         self.warped: Optional[torch.Tensor] = None
         self.reliable: Optional[torch.Tensor] = None
         self.temporal_weight = 0.0
+        self.local_weight = 0.0
+        self.region: Optional[dict[str, tuple[torch.Tensor, float]]] = None
 
     # -- geometry -------------------------------------------------------------------------------
     def replan(self, tile_size: int) -> None:
@@ -142,6 +159,16 @@ class BlockwiseObjective:
     def set_temporal(self, warped: torch.Tensor, reliable: torch.Tensor, weight: float) -> None:
         self.warped, self.reliable, self.temporal_weight = warped, reliable, weight
 
+    def set_local_style(self, region: torch.Tensor, weight: float) -> None:
+        """As ``StyleObjective.set_local_style``: the region's own Gram, accumulated over the
+        blocks in pass 1 beside the global one, its gradient in pass 2."""
+        self.local_weight = weight
+        self.region = {}
+        for layer in self.style_layers:
+            stride = self.strides[layer]
+            scaled = F.adaptive_avg_pool2d(region.float(), (self.height // stride, self.width // stride))
+            self.region[layer] = (scaled.sqrt(), float(scaled.sum()))
+
     # -- passes ---------------------------------------------------------------------------------
     def _forward(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
         with precision_context(self.precision, self.device):
@@ -177,19 +204,19 @@ class BlockwiseObjective:
         if self.on_block is not None:
             self.on_block(done, 2 * len(self.blocks))
 
-    def _style_loss(self, grams: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _style_loss(self, grams: dict[str, torch.Tensor], scale: float = 1.0) -> torch.Tensor:
         style = torch.zeros((), device=self.device)
         for layer, weight in zip(self.style_layers, self.layer_weights):
             diff = grams[layer][0] - self.style_targets[layer][0]
-            style = style + self.style_weight * weight * diff.pow(2).mean() / self.style_energy[layer]
+            style = style + scale * self.style_weight * weight * diff.pow(2).mean() / self.style_energy[layer]
         return style
 
-    def _style_upstream(self, grams: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _style_upstream(self, grams: dict[str, torch.Tensor], scale: float = 1.0) -> dict[str, torch.Tensor]:
         """dL/dG_l of the weighted style term, a constant for pass 2."""
         upstream = {}
         for layer, weight in zip(self.style_layers, self.layer_weights):
             diff = grams[layer][0] - self.style_targets[layer][0]
-            upstream[layer] = self.style_weight * weight / self.style_energy[layer] * 2 * diff / diff.numel()
+            upstream[layer] = scale * self.style_weight * weight / self.style_energy[layer] * 2 * diff / diff.numel()
         return upstream
 
     def _local_terms(self, crop: torch.Tensor, block: Block) -> dict[str, torch.Tensor]:
@@ -215,7 +242,15 @@ class BlockwiseObjective:
         return terms
 
     def _evaluate_once(self, canvas: torch.Tensor) -> dict[str, torch.Tensor]:
-        grams = self.global_grams(canvas.detach())
+        local = self.local_weight > 0 and self.region is not None
+        if local:
+            grams, region_grams = grams_by_blocks(self.network, canvas.detach(), self.style_layers,
+                                                  self.blocks, self.precision, on_block=self._report,
+                                                  region=self.region)
+            local_style = self._style_loss(region_grams, self.local_weight)
+            local_upstream = self._style_upstream(region_grams, self.local_weight)
+        else:
+            grams = self.global_grams(canvas.detach())
         style = self._style_loss(grams)
         upstream = self._style_upstream(grams)
         gradient = torch.zeros_like(canvas)
@@ -228,6 +263,13 @@ class BlockwiseObjective:
                 flat = _flat(self._inner(features, block, layer))
                 partial = gram_matrix(flat, 1.0 / (flat.shape[0] * self.positions(layer)))
                 surrogate = surrogate + (upstream[layer] * partial).sum()
+                if local:
+                    roots, weight_sum = self.region[layer]
+                    inner = self._inner(features, block, layer)
+                    box = roots[(..., *block.feature_box(self.strides[layer]).slices())]
+                    weighted = gram_matrix(_flat(inner * box.to(inner.device, inner.dtype)),
+                                           1.0 / (flat.shape[0] * max(weight_sum, 1e-12)))
+                    surrogate = surrogate + (local_upstream[layer] * weighted).sum()
             terms = self._local_terms(crop, block)
             if self.content_layers:
                 content = torch.zeros((), device=self.device)
@@ -245,6 +287,8 @@ class BlockwiseObjective:
         canvas.grad = gradient
         ordered = {name: totals[name] for name in ("content",) if name in totals}
         ordered["style"] = style.detach()
+        if local:
+            ordered["style_local"] = local_style.detach()
         ordered.update({name: totals[name] for name in ("tv", "temporal") if name in totals})
         ordered["total"] = sum(ordered.values())
         return ordered

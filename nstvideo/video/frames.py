@@ -194,7 +194,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
-                if video.local_style_weight > 0 and not tile_size:
+                if video.local_style_weight > 0:
                     reach = round(video.local_reach * max(height, width))
                     region = flowlib.around_unreliable(mask, reach)
                     if region.any():
