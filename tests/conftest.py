@@ -153,3 +153,20 @@ def chromium(tmp_path):
                        extra_args=("--autoplay-policy=no-user-gesture-required",))
     yield browser
     browser.close()
+
+
+def whole_and_tiled_objectives():
+    """One small frame's objective whole and block by block (40 px blocks, more than one), a
+    canvas, and the generator that drew them (for more inputs): per-term equality tests."""
+    from nstvideo.network.objective import StyleObjective
+    from nstvideo.still.blockwise import BlockwiseObjective
+
+    layers = ("relu1_1", "relu2_1", "relu3_1")
+    network = VGGFeatures("vgg19", layers)
+    generator = torch.Generator().manual_seed(0)
+    content, style, canvas = (torch.rand(1, 3, 48, 64, generator=generator) for _ in range(3))
+    terms = dict(content_layers=("relu3_1",), style_layers=layers, content=content, styles=[style],
+                 content_weight=1.0, style_weight=10.0, tv_weight=1.0)
+    tiled = BlockwiseObjective(network, tile_size=40, **terms)
+    assert tiled.grid[0] * tiled.grid[1] > 1
+    return StyleObjective(network, **terms), tiled, canvas, generator

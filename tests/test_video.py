@@ -679,21 +679,12 @@ def test_the_temporal_term_block_by_block_is_the_whole_frames():
     flicker only when tiled. The frame-level test above allows 10% and cannot see it."""
     import torch
 
-    from nstvideo.network.features import VGGFeatures
-    from nstvideo.network.objective import StyleObjective
+    from conftest import whole_and_tiled_objectives
     from nstvideo.optim.engine import autograd_evaluator
-    from nstvideo.still.blockwise import BlockwiseObjective
 
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    network = VGGFeatures("vgg19", layers)
-    generator = torch.Generator().manual_seed(0)
-    content, style, canvas, warped = (torch.rand(1, 3, 48, 64, generator=generator) for _ in range(4))
+    whole, tiled, canvas, generator = whole_and_tiled_objectives()
+    warped = torch.rand(1, 3, 48, 64, generator=generator)
     mask = (torch.rand(1, 1, 48, 64, generator=generator) > 0.3).float()
-    terms = dict(content_layers=("relu3_1",), style_layers=layers, content=content, styles=[style],
-                 content_weight=1.0, style_weight=10.0, tv_weight=1.0)
-    whole = StyleObjective(network, **terms)
-    tiled = BlockwiseObjective(network, tile_size=40, **terms)
-    assert tiled.grid[0] * tiled.grid[1] > 1
     x = canvas.clone().requires_grad_(True)
     autograd_evaluator(whole)(x)
     without_temporal = x.grad.clone()

@@ -126,22 +126,12 @@ def test_the_local_region_reaches_past_the_untrusted_pixels():
 def test_block_wise_frames_get_the_same_local_style_term():
     """Frames too big for the device: the region's own Gram is accumulated over the blocks and its
     gradient equals the whole frame's (the term must matter, or the check means nothing)."""
-    from nstvideo.network.features import VGGFeatures
-    from nstvideo.network.objective import StyleObjective
+    from conftest import whole_and_tiled_objectives
     from nstvideo.optim.engine import autograd_evaluator
-    from nstvideo.still.blockwise import BlockwiseObjective
 
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    network = VGGFeatures("vgg19", layers)
-    generator = torch.Generator().manual_seed(0)
-    content, style, canvas = (torch.rand(1, 3, 48, 64, generator=generator) for _ in range(3))
+    whole, tiled, canvas, _ = whole_and_tiled_objectives()
     region = torch.zeros(1, 1, 48, 64)
     region[..., 36:] = 1
-    terms = dict(content_layers=("relu3_1",), style_layers=layers, content=content, styles=[style],
-                 content_weight=1.0, style_weight=10.0, tv_weight=1.0)
-    whole = StyleObjective(network, **terms)
-    tiled = BlockwiseObjective(network, tile_size=40, **terms)
-    assert tiled.grid[0] * tiled.grid[1] > 1
     x = canvas.clone().requires_grad_(True)
     autograd_evaluator(whole)(x)
     without = x.grad.clone()
