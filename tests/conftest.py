@@ -170,3 +170,20 @@ def whole_and_tiled_objectives():
     tiled = BlockwiseObjective(network, tile_size=40, **terms)
     assert tiled.grid[0] * tiled.grid[1] > 1
     return StyleObjective(network, **terms), tiled, canvas, generator
+
+
+@pytest.fixture
+def optimized(monkeypatch):
+    """The indices of the video frames the optimizer runs for, in order: what a resumed run
+    redoes."""
+    from nstvideo.video import frames as loop
+
+    indices: list[int] = []
+    real_optimize = loop.optimize
+
+    def spy(start, evaluate, config, **kwargs):
+        indices.append(kwargs["stage"].index)
+        return real_optimize(start, evaluate, config, **kwargs)
+
+    monkeypatch.setattr(loop, "optimize", spy)
+    return indices

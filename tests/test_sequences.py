@@ -13,7 +13,6 @@ import pytest
 
 from conftest import moving_frames, write_clip
 from nstvideo.cli.main import main
-from nstvideo.video import frames as loop
 from nstvideo.video import io as video
 from nstvideo.video import workdir
 
@@ -31,19 +30,6 @@ def shot(folder: Path, count: int = 4, start: int = 7, digits: int = 4) -> Path:
 
 def stylize(source, output, style, *extra) -> int:
     return main(["stylize", str(source), "--style", str(style), "-o", str(output), *FAST, *extra])
-
-
-@pytest.fixture
-def optimized(monkeypatch):
-    indices: list[int] = []
-    real_optimize = loop.optimize
-
-    def spy(start, evaluate, config, **kwargs):
-        indices.append(kwargs["stage"].index)
-        return real_optimize(start, evaluate, config, **kwargs)
-
-    monkeypatch.setattr(loop, "optimize", spy)
-    return indices
 
 
 def test_a_sequence_from_any_start_number_becomes_a_video_at_the_given_rate(tmp_path, style_path):

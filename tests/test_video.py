@@ -71,20 +71,6 @@ def frame_loop(layers, content_layer, iterations, count, height, width):
     return network, config, frames, grams
 
 
-@pytest.fixture
-def optimized(monkeypatch):
-    """The indices of the frames the optimizer runs for, in order: what a resumed run redoes."""
-    indices: list[int] = []
-    real_optimize = loop.optimize
-
-    def spy(start, evaluate, config, **kwargs):
-        indices.append(kwargs["stage"].index)
-        return real_optimize(start, evaluate, config, **kwargs)
-
-    monkeypatch.setattr(loop, "optimize", spy)
-    return indices
-
-
 def test_probe_is_exact(clip_factory):
     info = video.probe(clip_factory(count=7, height=49, width=65, audio=True))
     assert (info.width, info.height, info.frames) == (65, 49, 7)
