@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import emit  # noqa: E402
 from nstvideo import images  # noqa: E402
 from nstvideo.network import hed  # noqa: E402
+from nstvideo.still.stylize import resize_long_side  # noqa: E402
 from nstvideo.video import quality  # noqa: E402
 from nstvideo.video.io import open_frames  # noqa: E402
 
@@ -158,8 +159,6 @@ def main() -> None:
             inputs, masks = make_clip(kind, width, height, args.frames)
             clip = Path(temp) / f"{kind}.mp4"
             write_clip(clip, inputs)
-            from nstvideo.still.stylize import resize_long_side
-
             grams = quality.probe_grams(probe, resize_long_side(style, max(width, height)))
             for budget in args.budgets:
                 reference_error = None
