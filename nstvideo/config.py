@@ -297,8 +297,8 @@ class VideoConfig:
     local_reach: float = opt(1 / 12, "how far the --local-style-weight region reaches past the "
                              "untrusted pixels, as a fraction of the frame's long side")
     fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "
-                    "previous output inpainted from around it (already painted colours), or from "
-                    "the content", choices=("inpaint", "content"))
+                    "previous output inpainted from around it (already painted colours) with the "
+                    "frame's own fine detail, or from the content", choices=("inpaint", "content"))
 
 
 SECTIONS["video"] = VideoConfig

@@ -160,14 +160,24 @@ def around_unreliable(mask: np.ndarray, reach: int) -> np.ndarray:
     return unreliable.astype(np.float32)
 
 
-def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, radius: int = 3) -> np.ndarray:
+DETAIL_SIGMA = 3.0  # px: what finer than this comes from the frame's own content in a filled hole
+
+
+def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, detail_from: np.ndarray | None = None,
+                       radius: int = 3) -> np.ndarray:
     """An (H, W, 3) [0, 1] image with its unreliable pixels filled from the reliable ones around
-    them (OpenCV's Telea inpainting, at 16 bits per channel)."""
+    them (OpenCV's Telea inpainting, at 8 bits per channel). With ``detail_from`` (the current
+    input frame), the holes also get that frame's detail (itself less its Gaussian blur at
+    DETAIL_SIGMA): inpainting alone leaves a smear in which what an occluder uncovered (an eye,
+    say) is gone, and the content term cannot bring it back in a few iterations."""
     holes = (mask < 0.5).astype(np.uint8)
     if not holes.any():
         return image
     levels = np.round(np.clip(image, 0, 1) * 255.0).astype(np.uint8)
     filled = cv2.inpaint(levels, holes, radius, cv2.INPAINT_TELEA).astype(np.float32) / 255.0
+    if detail_from is not None:
+        content = np.ascontiguousarray(detail_from, dtype=np.float32)
+        filled = np.clip(filled + content - cv2.GaussianBlur(content, (0, 0), DETAIL_SIGMA), 0, 1)
     return np.where(holes[..., None] > 0, filled, image)
 
 

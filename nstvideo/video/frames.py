@@ -188,7 +188,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
                 if video.fill == "inpaint":
-                    fresh = images.to_tensor(flowlib.inpaint_unreliable(warped, mask))
+                    fresh = images.to_tensor(flowlib.inpaint_unreliable(
+                        warped, mask, detail_from=images.to_array(target)))
 
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
