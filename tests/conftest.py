@@ -187,3 +187,18 @@ def optimized(monkeypatch):
 
     monkeypatch.setattr(loop, "optimize", spy)
     return indices
+
+
+def interrupt_after_saving(monkeypatch, index: int):
+    """Ctrl-C right after video frame ``index`` is saved; returns the call that stops it."""
+    from nstvideo.video import workdir
+
+    real_save = workdir.WorkDir.save_frame
+
+    def save_then_interrupt(self, frame, image):
+        real_save(self, frame, image)
+        if frame == index:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(workdir.WorkDir, "save_frame", save_then_interrupt)
+    return lambda: monkeypatch.setattr(workdir.WorkDir, "save_frame", real_save)

@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import moving_frames, write_clip
+from conftest import interrupt_after_saving, moving_frames, write_clip
 from nstvideo.cli.main import main
 from nstvideo.video import io as video
-from nstvideo.video import workdir
 
 FAST = ["--weights", "random", "--device", "cpu", "--quiet", "--content-layers", "relu2_1",
         "--style-layers", "relu1_1,relu2_1", "--iterations", "2", "--first-iterations", "2"]
@@ -88,16 +87,9 @@ def test_an_interrupted_sequence_job_resumes(tmp_path, style_path, monkeypatch, 
     source = (shot(tmp_path / "shot", start=0) if sequence_in
               else write_clip(tmp_path / "clip.mp4", moving_frames(4, 32, 48)))
     output = tmp_path / "out" / "f_%04d.png" if sequence_out else tmp_path / "out.mp4"
-    real_save = workdir.WorkDir.save_frame
-
-    def save_then_interrupt(self, index, image):
-        real_save(self, index, image)
-        if index == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(workdir.WorkDir, "save_frame", save_then_interrupt)
+    stop_interrupting = interrupt_after_saving(monkeypatch, 1)
     assert stylize(source, output, style_path) == 130
-    monkeypatch.setattr(workdir.WorkDir, "save_frame", real_save)
+    stop_interrupting()
     optimized.clear()
     assert stylize(source, output, style_path) == 0
     assert optimized == [2, 3]

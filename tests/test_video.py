@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import interrupt_after_saving
 from nstvideo.video import io as video
 from nstvideo import runtime
 from nstvideo.video import frames as loop
@@ -125,21 +126,14 @@ def test_interrupted_run_resumes_to_the_same_frames(clip_factory, style_path, tm
     assert stylize(clip, whole, "--keep-work", *extra, style=style_path) == 0
     optimized.clear()
 
-    real_save = workdir.WorkDir.save_frame
-
-    def save_then_interrupt(self, index, image):
-        real_save(self, index, image)
-        if index == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(workdir.WorkDir, "save_frame", save_then_interrupt)
+    stop_interrupting = interrupt_after_saving(monkeypatch, 1)
     assert stylize(clip, resumed, "--keep-work", *extra, style=style_path) == 130
     assert not resumed.exists()
     state = json.loads((tmp_path / "resumed.mp4.work" / "state.json").read_text())
     assert state["frames_done"] == 2
     assert ffmpeg_children() == []
     assert optimized == [0, 1]
-    monkeypatch.setattr(workdir.WorkDir, "save_frame", real_save)
+    stop_interrupting()
 
     # a different command must not reuse these frames
     assert stylize(clip, resumed, "--keep-work", "--style-weight", "5", *extra, style=style_path) == 2
