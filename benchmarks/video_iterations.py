@@ -34,13 +34,15 @@ def main() -> None:
     parser.add_argument("--first-iterations", type=int, default=200)
     parser.add_argument("--size", type=int, default=160)
     parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--weights", default="random")
+    parser.add_argument("--weights", default="random", help="random, hed (with --model vgg16) or a file")
+    parser.add_argument("--model", default="vgg19", choices=("vgg19", "vgg16"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args()
     settings = sorted(int(n) for n in args.iterations.split(","))
     # what stylize and eval share (eval takes no --size: it reads the output's)
     shared = ["--style", args.style, "--max-frames", str(args.frames), "--weights", args.weights,
+              "--model", args.model,
               "--device", args.device, "--precision", args.precision]
     rows = []
     with tempfile.TemporaryDirectory() as temp:
@@ -65,7 +67,8 @@ def main() -> None:
     for row in rows:
         row["loss_vs_most"] = round(row["later_frame_loss"] / reference, 4)
     emit({"benchmark": "video_iterations", "clip": Path(args.clip).name, "size": args.size,
-          "frames": args.frames, "first_iterations": args.first_iterations, "rows": rows})
+          "frames": args.frames, "first_iterations": args.first_iterations,
+          "weights": args.weights, "model": args.model, "rows": rows})
 
 
 if __name__ == "__main__":
