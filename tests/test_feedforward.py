@@ -299,3 +299,30 @@ def test_hybrid_reaches_content_inits_loss_in_fewer_iterations(trained_net, cont
     assert totals[0] < 0.5 * from_content.scales[-1].result.history[0]["total"]
     reached = next((i + 1 for i, total in enumerate(totals) if total <= target), None)
     assert reached is not None and reached < 20, (totals, target)  # 14 of 20 when written
+
+
+def test_init_net_starts_stills_and_video_frames_from_the_painting(tmp_path, capsys, trained_net,
+                                                                   content_path, clip_factory):
+    import json
+
+    net, style = trained_net
+    common = ["--style", style, "--weights", "random", "--device", "cpu", "--size", "64", "--quiet"]
+    first = {}
+    for init in ("content", f"net:{net}"):
+        report = tmp_path / "still.json"
+        assert run(capsys, "stylize", content_path, "-o", tmp_path / "still.png", "--init", init,
+                   "--iterations", "2", "--report", report, *common)[0] == 0
+        first[init] = json.loads(report.read_text())["scales"][0]["losses"]["first"]["total"]
+    assert first[f"net:{net}"] < 0.5 * first["content"]
+
+    clip = clip_factory(count=2, height=48, width=64, audio=True)
+    final = {}
+    for init in ("content", f"net:{net}"):
+        report = tmp_path / "video.json"
+        code, err = run(capsys, "stylize", clip, "-o", tmp_path / "video.mp4", "--init", init,
+                        "--iterations", "1", "--first-iterations", "1", "--report", report, *common)
+        assert code == 0, err
+        frames = json.loads(report.read_text())["frames_this_run"]
+        final[init] = [frame["losses"]["total"] for frame in frames]
+    assert final[f"net:{net}"][0] < 0.5 * final["content"][0]  # one iteration from the painting
+    assert video.probe(tmp_path / "video.mp4").frames == 2
