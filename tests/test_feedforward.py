@@ -141,12 +141,23 @@ def test_tile_spans_cover_with_overlap(length, tile, overlap):
         assert weight.shape == (end - start,) and (weight > 0).all() and (weight <= 1).all()
 
 
+def test_blend_weights_ramp_across_each_overlap():
+    spans = tile_spans(100, 40, 8)
+    assert spans == [(0, 40), (30, 70), (60, 100)]
+    first, middle, last = axis_weights(100, spans)
+    falling = torch.arange(9.5, 0, -1) / 10  # 0.95 .. 0.05 at pixel centres
+    torch.testing.assert_close(first, torch.cat([torch.ones(30), falling]))
+    torch.testing.assert_close(middle, torch.cat([falling.flip(0), torch.ones(20), falling]))
+    torch.testing.assert_close(last, torch.cat([falling.flip(0), torch.ones(30)]))
+
+
 def test_tiled_painting_blends_to_a_partition_of_unity():
     identity = torch.nn.Conv2d(3, 3, 1, bias=False)
     with torch.no_grad():
         identity.weight.copy_(torch.eye(3)[:, :, None, None])
-    image = torch.rand(1, 3, 70, 101, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(paint(identity, image, tile=40, overlap=8), image)
+    # 171 px in 90 px tiles: the first and third tile overlap too, where ramps alone sum past 1
+    image = torch.rand(1, 3, 70, 171, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(paint(identity, image, tile=90, overlap=10), image)
 
 
 # --- training ----------------------------------------------------------------------------------
