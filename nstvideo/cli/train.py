@@ -145,7 +145,7 @@ def run_train(args: argparse.Namespace, config: StylizeConfig) -> int:
             read_state(state_path, record, (), holds="the training of a different network",
                        start_over=f"remove {work}")
             try:
-                trainer.load_state_dict(torch.load(checkpoint_path, map_location=device,
+                trainer.load_state_dict(torch.load(checkpoint_path, map_location="cpu",
                                                    weights_only=True))
             except Exception:
                 raise InputError(f"{checkpoint_path} is missing or damaged; remove {work} to "
