@@ -270,6 +270,25 @@ def test_video_through_a_network_keeps_frames_times_and_audio(tmp_path, capsys, 
     assert not (tmp_path / "painted.mp4.work").exists()
 
 
+def test_video_through_a_network_resumes_after_ctrl_c(tmp_path, capsys, trained_net, clip_factory,
+                                                     monkeypatch):
+    from conftest import interrupt_after_saving
+
+    net, _ = trained_net
+    clip = clip_factory(count=4, height=48, width=64)
+    whole, resumed = tmp_path / "whole.mp4", tmp_path / "resumed.mp4"
+    assert run(capsys, "stylize", clip, "--net", net, "-o", whole, "--quiet")[0] == 0
+    restore = interrupt_after_saving(monkeypatch, 1)
+    code, err = run(capsys, "stylize", clip, "--net", net, "-o", resumed, "--quiet")
+    assert code == 130 and "after 2/4 frames" in err and not resumed.exists()
+    restore()
+    code, err = run(capsys, "stylize", clip, "--net", net, "-o", resumed)
+    assert code == 0 and "resuming at frame 3/4" in err
+    with video.open_frames(whole) as a, video.open_frames(resumed) as b:
+        pairs = list(zip(a, b))
+    assert len(pairs) == 4 and all((x == y).all() for x, y in pairs)
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys, style_path, image_folder, content_path):
     net = tmp_path / "net.nstnet"
     line = one_line_error(*train(capsys, style_path, tmp_path / "missing", net, "--steps", "1"))
