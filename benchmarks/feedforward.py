@@ -7,7 +7,8 @@
 * the hybrid (--init net:): iterations and seconds for the optimization started from the network's
   painting to reach the final loss of the one started from the content.
 
-    python benchmarks/feedforward.py --out ff.json    # ~4 min on a 2-core CPU, random VGG
+    python benchmarks/feedforward.py --out ff.json     # random VGG; see the README for a smaller run
+    python benchmarks/feedforward.py --sizes 256 --train-steps 2 --train-size 32 --size 32 --iterations 20  # smoke
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from nstvideo.still.stylize import (build_network, resize_long_side, style_at_sc
 SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280)}
 
 
-def frames_per_second(device: torch.device, repeats: int) -> dict:
+def frames_per_second(device: torch.device, repeats: int, sizes) -> dict:
     net = new_transformer(0).to(device).eval()
     out = {}
-    for name, (height, width) in SIZES.items():
+    for name in sizes:
+        height, width = SIZES[name]
         frame = torch.rand(1, 3, height, width)
         paint(net, frame)  # warm-up
         started = time.perf_counter()
@@ -59,6 +61,7 @@ def main() -> None:
     parser.add_argument("--weights", default="random", help="VGG weights: random, hed, or a file")
     parser.add_argument("--model", default="vgg19")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sizes", default=",".join(SIZES), help="frame sizes to time: 256,512,720p")
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--train-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=2)
@@ -77,7 +80,7 @@ def main() -> None:
     runtime.configure_precision(precision)
     report = {"device": runtime.describe_device(device), "torch": torch.__version__,
               "threads": torch.get_num_threads(), "weights": args.weights, "settings": vars(args)}
-    report["frames_per_second"] = frames_per_second(device, args.repeats)
+    report["frames_per_second"] = frames_per_second(device, args.repeats, args.sizes.split(","))
 
     vgg, source = build_network(config, device)
     photos = [images.load(REPO / "samples" / name) for name in ("cat.jpg", "coffee.jpg")]
@@ -131,6 +134,11 @@ def main() -> None:
                            if n <= len(totals)},
         "content_init_loss_at": {str(n): round(from_content.history[n - 1]["total"], 4)
                                  for n in (1, 10, 50, 100, 200) if n <= from_content.iterations_run}}
+    # for each budget of the content start: the iterations the hybrid needs to reach its loss
+    report["hybrid"]["iterations_to_match_content_init_at"] = {
+        str(budget): next((i + 1 for i, t in enumerate(totals)
+                           if t <= from_content.history[budget - 1]["total"]), None)
+        for budget in (10, 20, 50, 100, 200, 500) if budget <= from_content.iterations_run}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("frames_per_second", "training", "style_loss", "hybrid")},
                      indent=1))
