@@ -1,4 +1,4 @@
-"""Command line: ``nstvideo stylize|texture|layers|sweep|eval|info``; the parser and the dispatch
+"""Command line: ``nstvideo stylize|texture|train|layers|sweep|eval|info``; the parser and the dispatch
 to one module per command family. Every user error ends as one line on stderr and exit code 2;
 Ctrl-C exits 130.
 """

@@ -234,7 +234,9 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     runtime.configure_precision(config.model.precision)
     network, weights = build_network(config, device)
     warn_if_random(weights, config.output.quiet)
-    paint = init_net and painter(load_net(init_net, device, config.output.quiet), config, device)
+    paint = None  # --init net: paints each frame's start
+    if init_net:
+        paint = painter(load_net(init_net, device, config.output.quiet), config, device)
     record = fingerprint(args.input, args.style, config, first, count, height, width)
     if init_net:
         record["init"] = file_digest(init_net)
@@ -261,7 +263,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
                     per_frame, histories = run_frames(
                         args, config, device=device, network=network, layout=step, styles=styles,
                         work=work, writer=writer, first=first, count=count, done=done,
-                        size=(height, width), saved=saved, preview=preview, painter=paint or None)
+                        size=(height, width), saved=saved, preview=preview, painter=paint)
         except OutputError as error:
             raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
                               "command again to write the video") from None
