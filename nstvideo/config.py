@@ -302,3 +302,26 @@ class VideoConfig:
 
 
 SECTIONS["video"] = VideoConfig
+
+
+# Feed-forward networks: a pass over an image costs about this much memory per pixel (fp32
+# activations of the full-resolution layers, measured with a margin); larger images go in tiles.
+NET_BYTES_PER_PIXEL = 1024
+NET_TILE_OVERLAP = 64  # px each side of a tile seam over which neighbouring tiles are blended
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``nstvideo train``: a feed-forward network (Johnson et al.) learns one style (or a blend)
+    from random crops of a folder of images, with the content, style and TV terms of --content-
+    weight, --style-weight and --tv-weight measured by the same frozen VGG."""
+
+    train_size: int = opt(256, "side of the square random crops the network trains on")
+    steps: int = opt(2000, "optimizer steps (batches)")
+    batch_size: int = opt(4, "crops per step")
+    lr: float = opt(1e-3, "Adam learning rate of the network's weights")
+    checkpoint_every: int = opt(50, "steps between checkpoints in the work folder (Ctrl-C keeps "
+                                "the last finished step as well)")
+    preview_every: int = opt(100, "steps between preview images in the work folder (0: never)")
+    work_dir: Optional[str] = opt(None, "checkpoints and previews (default: OUTPUT.work beside "
+                                  "the output)", metavar="DIR")

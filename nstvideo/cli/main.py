@@ -1,10 +1,11 @@
-"""Command line: ``nstvideo stylize|texture|layers|sweep|eval|info``; the parser and the dispatch
+"""Command line: ``nstvideo stylize|texture|train|layers|sweep|eval|info``; the parser and the dispatch
 to one module per command family. Every user error ends as one line on stderr and exit code 2;
 Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
+import argparse
 import platform
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch  # already loaded by the package (nstvideo/__init__.py)
 
 from .. import __version__
 from ..errors import NstError, UsageError
-from . import explore, still, video
+from . import explore, feedforward, still, train, video
 from .options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_job_options,
                       add_section_options, config_from_args, settle_weights)
 
@@ -29,11 +30,15 @@ def build_parser() -> Parser:
                          "folder (every image and video in it, to -o OUTDIR/NAME_STYLE.EXT)")
     stylize.add_argument("--recursive", action="store_true",
                          help="with a folder input, also the images and videos in its subfolders")
+    stylize.add_argument("--net", metavar="STYLE.nstnet",
+                         help="paint with a trained network (nstvideo train; a pytorch/examples "
+                         "fast_neural_style .pth loads too): one pass per image or frame")
     add_job_options(stylize)
 
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
     add_job_options(texture, texture=True)
 
+    train.add_train_parser(commands)
     explore.add_explore_commands(commands)
     video.add_eval_parser(commands, add_section_options)
     commands.add_parser("info", help="device, weights, ffmpeg and versions")
@@ -85,6 +90,22 @@ def run_info() -> int:
     return EXIT_OK
 
 
+def run_with_net(args, config) -> int:
+    """``stylize INPUT --net STYLE.nstnet``: a folder, a video or sequence, or a still."""
+    feedforward.check_net_args(args)
+    if Path(args.input).is_dir():
+        from .batch import run_batch
+
+        named = argparse.Namespace(**{**vars(args), "style": [args.net]})  # NAME_NETSTEM.EXT
+        return run_batch(named, config, run_one=lambda one, cfg, is_video: (
+            feedforward.run_net_video(one, cfg) if is_video else feedforward.run_net_still(one, cfg)))
+    if args.recursive:
+        raise UsageError("--recursive is for a folder input")
+    if video.is_video_input(args.input):
+        return feedforward.run_net_video(args, config)
+    return feedforward.run_net_still(args, config)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     try:
@@ -99,10 +120,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         device = runtime.resolve_device(config.model.device)
         config = config.replace(model={"precision": runtime.resolve_precision(config.model.precision, device)})
+        if args.command == "stylize" and args.net:
+            return run_with_net(args, config)
+        if args.command == "stylize" and not args.style:
+            raise UsageError("stylize needs --style IMAGE (or --net STYLE.nstnet)")
         if args.command != "eval" or args.style:  # eval without --style needs no network
             config = settle_weights(config)
         if args.command == "eval":
             return video.run_eval(args, config)
+        if args.command == "train":
+            return train.run_train(args, config)
         if args.command == "stylize" and Path(args.input).is_dir():
             from .batch import run_batch
 

@@ -136,7 +136,7 @@ def validate(config: StylizeConfig) -> None:
 
 
 def add_job_options(parser: argparse.ArgumentParser, texture: bool = False) -> None:
-    parser.add_argument("--style", action="append", required=True, metavar="IMAGE",
+    parser.add_argument("--style", action="append", required=texture, metavar="IMAGE",
                         help="style image (repeat to blend several)")
     parser.add_argument("-o", "--output", required=texture, metavar="PATH",
                         help="output image" + ("" if texture else

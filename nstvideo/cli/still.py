@@ -12,6 +12,7 @@ from typing import Any
 from .. import __version__
 from ..config import StylizeConfig
 from .blocks import block_cost, warn_costly_blocks
+from .nets import init_network_path, init_painting
 from .options import (EXIT_INTERRUPTED, EXIT_OK, check_output, default_output, warn_if_random,
                       with_preview)
 
@@ -31,8 +32,9 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     output = Path(args.output) if args.output else default_output(args.input, args.style)
     preview.output = output
     inputs = list(args.style) + ([] if texture else [args.input])
+    init_net = init_network_path(config.schedule.init)  # --init net:STYLE.nstnet
     if config.schedule.init not in ("content", "noise", "blend"):
-        inputs.append(config.schedule.init)
+        inputs.append(init_net or config.schedule.init)
     check_output(output, inputs)
     if config.record.progress_video:
         check_output(Path(config.record.progress_video), inputs, image=False)
@@ -46,11 +48,14 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
     content = None if texture else images.load(args.input)
     styles = [images.load(path) for path in args.style]
     init_image = None
-    if config.schedule.init not in ("content", "noise", "blend"):
+    if config.schedule.init not in ("content", "noise", "blend") and not init_net:
         init_image = images.load(config.schedule.init)
     device = runtime.resolve_device(config.model.device)
     height, width = (config.schedule.size, config.schedule.size) if texture else content.shape[-2:]
     steps = plan(config, height, width, device, has_content=not texture)
+    if init_net and not config.output.dry_run:
+        init_image = init_painting(config.schedule.init, content, config, steps[-1].height,
+                                   steps[-1].width)
 
     warn_costly_blocks(steps, config)
     if config.output.dry_run:
@@ -71,7 +76,7 @@ def run_image_job(args: argparse.Namespace, config: StylizeConfig, texture: bool
 
     state = StillState(output)
     record = job_fingerprint(None if texture else args.input, args.style, config,
-                             init=None if init_image is None else file_digest(config.schedule.init))
+                             init=None if init_image is None else file_digest(init_net or config.schedule.init))
     resume = state.load(record)
     if resume is not None and not config.output.quiet:
         print(f"nstvideo: resuming at scale {resume.scale_index + 1}/{len(steps)}, iteration "

@@ -19,6 +19,7 @@ import cv2
 
 from ..config import StylizeConfig, VideoConfig
 from ..errors import OutputError, UsageError
+from .nets import init_network_path, load_net, painter
 from .options import with_preview
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
@@ -87,10 +88,11 @@ def frame_tiling(config: StylizeConfig, height: int, width: int, device):
 
 def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, network, layout,
                styles, work, writer, first: int, count: int, done: int, size: tuple[int, int],
-               saved: Sequence = (), preview) -> tuple[list[dict], list[tuple[str, list]]]:
+               saved: Sequence = (), preview, painter=None) -> tuple[list[dict], list[tuple[str, list]]]:
     """Stylize frames ``done``..``count``-1, each saved and encoded as soon as it is finished.
     ``saved`` are the last finished frames of a resumed run, as many as its warm start reaches
-    back to. Returns the report's per-frame rows and the loss histories for the plot."""
+    back to. ``painter`` (--init net:) paints each frame's start. Returns the report's
+    per-frame rows and the loss histories for the plot."""
     from .. import images
     from .. import runtime
     from ..records.progress import FrameBar
@@ -124,7 +126,8 @@ def run_frames(args: argparse.Namespace, config: StylizeConfig, *, device, netwo
                            content=panel) as recorders:
             for item in stylize_frames(frames, grams, config, network=network, total=count,
                                        start_index=done, history=history, callbacks=[bar, preview],
-                                       first_frame_callbacks=recorders, layout=layout):
+                                       first_frame_callbacks=recorders, layout=layout,
+                                       painter=painter):
                 sink.put(item.index, item.image)
                 losses = item.result.final_losses()
                 bar.frame_done(item.result.iterations_run, losses)
@@ -161,6 +164,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     from ..video.sink import encoding
     from ..video.source import processing_size, select_range
     from ..video.workdir import WorkDir, fingerprint
+    from ..resume import file_digest
     from ..still.stylize import build_network
     from .blocks import block_cost, warn_costly_blocks
     from .options import check_output, default_output, warn_if_random
@@ -183,8 +187,10 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
         check_output(Path(config.record.progress_video), inputs, image=False)
     if config.record.plot:
         check_output(Path(config.record.plot), inputs)
-    if config.schedule.init not in ("content", "noise", "blend"):
-        raise UsageError("--init PATH is for still images; video frames take content, noise or blend")
+    init_net = init_network_path(config.schedule.init)
+    if config.schedule.init not in ("content", "noise", "blend") and not init_net:
+        raise UsageError("--init PATH is for still images; video frames take content, noise, "
+                         "blend or net:STYLE.nstnet")
     config = frame_budgets(config, iterations_given=hasattr(args, "OptimConfig.iterations"))
     info = ImageSequence.find(args.input).info(config.video.fps) if sequence_in else probe(args.input)
     if info.truncated and not config.output.quiet:
@@ -228,7 +234,12 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     runtime.configure_precision(config.model.precision)
     network, weights = build_network(config, device)
     warn_if_random(weights, config.output.quiet)
+    paint = None  # --init net: paints each frame's start
+    if init_net:
+        paint = painter(load_net(init_net, device, config.output.quiet), config, device)
     record = fingerprint(args.input, args.style, config, first, count, height, width)
+    if init_net:
+        record["init"] = file_digest(init_net)
     done = work.open(record)
     try:  # the folder's lock is held until the run ends, however it ends
         quiet = config.output.quiet
@@ -252,7 +263,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
                     per_frame, histories = run_frames(
                         args, config, device=device, network=network, layout=step, styles=styles,
                         work=work, writer=writer, first=first, count=count, done=done,
-                        size=(height, width), saved=saved, preview=preview)
+                        size=(height, width), saved=saved, preview=preview, painter=paint)
         except OutputError as error:
             raise OutputError(f"{error}; the finished frames stay in {work.path}: run the same "
                               "command again to write the video") from None

@@ -99,3 +99,21 @@ class FrameBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class TrainBar:
+    """One tqdm bar over the steps of a network's training (ETA over steps), losses in the
+    postfix; an engine-free consumer of ``TrainProgress`` events."""
+
+    def __init__(self, total: int, done: int = 0, *, disable: bool = False, refresh_every: int = 5):
+        self.bar = tqdm(total=total, initial=done, disable=disable, unit="step",
+                        dynamic_ncols=True, smoothing=0.1, desc="train")
+        self.refresh_every = refresh_every
+
+    def __call__(self, event) -> None:
+        self.bar.update(1)
+        if event.step % self.refresh_every == 0 or event.step == event.steps:
+            self.bar.set_postfix(format_losses(event.losses), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()

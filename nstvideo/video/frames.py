@@ -16,7 +16,7 @@ from __future__ import annotations
 import collections
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -111,7 +111,9 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                    callbacks: Sequence[Callback] = (),
                    first_frame_callbacks: Sequence[Callback] = (),
                    layout: Optional[ScaleStep] = None,
-                   flow_ahead: Optional[bool] = None) -> Iterator[FrameResult]:
+                   flow_ahead: Optional[bool] = None,
+                   painter: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                   ) -> Iterator[FrameResult]:
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``history`` (the frames before it, oldest first, as many as
@@ -127,6 +129,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     earlier outputs that can (``flow.nearest_reliable``), for the start and the temporal term.
     With ``--preserve-colors`` each frame is optimized on luminance (content, start and the
     warped previous frame alike) and the output gets the frame's own chroma back.
+
+    ``painter`` (a feed-forward network's pass, ``--init net:``) paints each frame's start where
+    there is no trusted warp: the whole first frame, and whatever entered the frame or was
+    uncovered, painted at once instead of inpainted or left as content.
     """
     device = next(network.parameters()).device
     loss, sched, video = config.loss, config.schedule, config.video
@@ -170,8 +176,11 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             else:
                 objective = StyleObjective(network, content=target.to(device), **terms)
                 evaluate = autograd_evaluator(objective)
-            fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
-                                   sched.seed)
+            if painter is not None:
+                fresh = optimized_space(painter(frame))
+            else:
+                fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
+                                       sched.seed)
             flow_seconds, reliable_fraction = 0.0, None
             if not earlier or video.temporal == "none":
                 start = fresh
@@ -187,7 +196,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
-                if video.fill == "inpaint":
+                if video.fill == "inpaint" and painter is None:
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(
                         warped, mask, detail_from=images.to_array(target)))
 
