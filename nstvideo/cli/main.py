@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import torch  # already loaded by the package (nstvideo/__init__.py)
 
 from .. import __version__
+from ..config import ScaleConfig
 from ..errors import NstError, UsageError
 from . import explore, still, video
 from .options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_job_options,
@@ -30,6 +31,7 @@ def build_parser() -> Parser:
     stylize.add_argument("--recursive", action="store_true",
                          help="with a folder input, also the images and videos in its subfolders")
     add_job_options(stylize)
+    add_section_options(stylize, ScaleConfig)
 
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
     add_job_options(texture, texture=True)
@@ -103,6 +105,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             config = settle_weights(config)
         if args.command == "eval":
             return video.run_eval(args, config)
+        if args.command == "stylize" and hasattr(args, "ScaleConfig.workers") and not (
+                video.is_video_input(args.input) and not Path(args.input).is_dir()):
+            raise UsageError("--workers spreads the frames of one video; stylize a still image "
+                             "or a folder without it")
         if args.command == "stylize" and Path(args.input).is_dir():
             from .batch import run_batch
 
