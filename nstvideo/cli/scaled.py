@@ -91,6 +91,7 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
                 # weights are refused with nothing left behind
                 prepared = pool.prepare()
                 warn_if_random(types.SimpleNamespace(is_random=prepared[0]["random"]), quiet)
+                ready_seconds = time.perf_counter() - started  # Ray and the workers' start-up
                 segmented = SegmentedWork(work)
                 plan, begun = segmented.open(record, lambda: new_plan(scale, config, count))
                 try:
@@ -98,7 +99,8 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
                         args, config, scale, info=info, output=output, segmented=segmented,
                         plan=plan, begun=begun, pool=pool, hellos=hellos, threads=threads,
                         ray_cluster=ray_cluster, first=first, count=count, height=height,
-                        width=width, sequence_out=sequence_out, started=started)
+                        width=width, sequence_out=sequence_out, started=started,
+                        ready_seconds=ready_seconds)
                 finally:
                     segmented.close()
             finally:
@@ -111,7 +113,7 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
 
 def _render_and_encode(args, config, scale, *, info, output, segmented, plan, begun, pool, hellos,
                        threads, ray_cluster, first, count, height, width, sequence_out,
-                       started) -> int:
+                       started, ready_seconds) -> int:
     from .. import __version__
     from .. import images
     from ..records.progress import WorkerBar, write_report
@@ -130,11 +132,13 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
             print(f"nstvideo: resuming with {done}/{count} frames done in {segmented.path}",
                   file=sys.stderr)
     bar = WorkerBar(count, done, disable=quiet)
+    rendering = time.perf_counter()
     try:
         run = driver.render(plan, segmented, pool, scale,
                             join_iterations=plan_join_iterations(plan, config), callbacks=[bar])
     finally:
         bar.close()
+    render_seconds = time.perf_counter() - rendering
     work = segmented.work
     try:
         with encoding(work, output, info, args.input, first, count, height, width,
@@ -156,6 +160,8 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
                             "nodes": sorted({hello["node"] for hello in hellos}),
                             "ray_started_here": ray_cluster.started_here,
                             "ray_start_seconds": round(ray_cluster.start_seconds, 3),
+                            "ready_seconds": round(ready_seconds, 3),
+                            "render_seconds": round(render_seconds, 3),
                             "anchors_seconds": round(run.anchors_seconds, 3),
                             "plan": plan.to_dict(), "restarts": run.restarts},
                   "frames_this_run": run.frames}

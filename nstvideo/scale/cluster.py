@@ -69,8 +69,11 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int]) -> Itera
                 # the workers import this very package, wherever the driver found it
                 root = str(Path(__file__).resolve().parents[2])
                 path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+                # Ray lowers its workers' priority by default (nice 15), which starves them
+                # beside any other load; here they are the job
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": {"PYTHONPATH": path}})
+                         runtime_env={"env_vars": {"PYTHONPATH": path}},
+                         _system_config={"worker_niceness": 0})
                 started_here = True
         except ConnectionError as error:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {error}") from None
