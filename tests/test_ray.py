@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, moving_frames, write_clip
+from conftest import REPO, SAMPLES, write_clip
 from nstvideo.cli.main import main
 from nstvideo.scale import joins
 from nstvideo.scale.plan import boundary_pairs, check_plan, critical_path, plan_segments
@@ -28,8 +28,8 @@ ray = pytest.importorskip("ray")
 
 FAST = ["--weights", "random", "--device", "cpu", "--quiet", "--content-layers", "relu3_1",
         "--style-layers", "relu1_1,relu2_1,relu3_1", "--iterations", "6",
-        "--first-iterations", "40"]
-FRAMES = 12
+        "--first-iterations", "24"]
+FRAMES, HEIGHT, WIDTH = 20, 36, 48  # two segments: 0..4 (its last 4 frames the window), 5..19
 WORKERS = ["--workers", "2", "--threads", "1"]
 
 
@@ -43,15 +43,18 @@ def ray_cluster():
     ray.shutdown()
 
 
+def pan_frames() -> list[np.ndarray]:
+    """benchmarks/video_quality.py's pan: samples/cat.jpg under a camera moving 2 px right and
+    1 px down per frame, a flat square crossing the other way."""
+    from benchmarks.video_quality import make_clip
+
+    return make_clip("pan", WIDTH, HEIGHT, FRAMES)[0]
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    import cv2
-
-    from conftest import stripes_image
-
     folder = tmp_path_factory.mktemp("ray")
-    cv2.imwrite(str(folder / "style.png"), stripes_image(64))
-    return write_clip(folder / "clip.mp4", moving_frames(FRAMES, 32, 48), audio=True), folder / "style.png"
+    return write_clip(folder / "clip.mp4", pan_frames(), audio=True), SAMPLES / "swirls.png"
 
 
 def stylize(clip_path: Path, style: Path, output: Path, *extra: str) -> int:
@@ -106,7 +109,7 @@ def test_workers_give_the_single_runs_frame_count_times_and_sound(runs):
 
 def pair_errors(frames: list[np.ndarray]) -> list[float]:
     """Warping error of each consecutive pair of output frames, flow and occlusion from the input."""
-    inputs = [f.astype(np.float32) / 255 for f in moving_frames(FRAMES, 32, 48)]
+    inputs = [f.astype(np.float32) / 255 for f in pan_frames()]
     errors = []
     for i in range(FRAMES - 1):
         backward, mask = flowlib.flow_and_mask(inputs[i], inputs[i + 1])
@@ -115,14 +118,29 @@ def pair_errors(frames: list[np.ndarray]) -> list[float]:
 
 
 def test_the_boundary_is_as_continuous_as_the_frames_inside(runs):
+    from nstvideo import images
     from nstvideo.scale.plan import SegmentPlan
+    from nstvideo.video import quality
 
-    _, spread, report = runs
+    single, spread, report = runs
     plan = SegmentPlan.from_dict(report["scale"]["plan"])
-    errors = pair_errors(saved_frames(spread))
-    at_boundary = [errors[i] for i in boundary_pairs(plan)]
-    inside = [e for i, e in enumerate(errors) if i not in boundary_pairs(plan)]
-    assert max(at_boundary) <= 1.5 * float(np.median(inside))
+    window = plan.segments[0]
+    assert window.window >= 3
+    errors, alone = pair_errors(saved_frames(spread)), pair_errors(saved_frames(single))
+    boundary = boundary_pairs(plan)
+    inside = [e for i, e in enumerate(errors) if i not in boundary]
+    assert max(errors[i] for i in boundary) <= 1.5 * float(np.median(inside))
+    # nor is the difference of the two chains pushed into the window
+    assert max(errors[window.window_start - 1:window.stop]) <= 2 * float(np.median(inside))
+    assert np.mean(errors) <= 1.15 * np.mean(alone)
+    # and the window is painted, not a cross-fade of two textures
+    probe = quality.probe_network(layers=("relu1_1", "relu2_1"))
+    grams = quality.probe_grams(probe, images.load(SAMPLES / "swirls.png"))
+
+    def style(frames):
+        return np.mean([quality.style_distance(probe, images.to_tensor(f), grams) for f in frames])
+
+    assert style(saved_frames(spread)) <= 1.1 * style(saved_frames(single))
 
 
 def test_a_killed_worker_still_gives_the_complete_video(clip, runs, tmp_path, monkeypatch):
@@ -200,7 +218,7 @@ def test_without_ray_asking_for_workers_is_one_line_and_exit_2(clip, tmp_path, m
 def test_a_run_without_workers_never_imports_ray(clip, tmp_path):
     clip_path, style = clip
     script = (f"import sys; from nstvideo.cli.main import main; "
-              f"code = main({['stylize', str(clip_path), '--style', str(style), '-o', str(tmp_path / 'o.mp4'), *FAST, '--max-frames', '2']!r}); "
+              f"code = main({['stylize', str(clip_path), '--style', str(style), '-o', str(tmp_path / 'o.mp4'), *FAST, '--max-frames', '1']!r}); "
               "print(code, 'ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)

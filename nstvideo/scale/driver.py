@@ -56,13 +56,12 @@ def segment_task(plan: SegmentPlan, segment: Segment, work: SegmentedWork, scale
     progress = work.progress[segment.index]
     chain: dict[int, bytes] = {}
     next_index = segment.start + 1 + progress.forward
-    if next_index < segment.stop:  # the forward chain goes on from its last frames
-        needed = range(max(segment.start, next_index - reach), next_index)
-    elif segment.window:  # done: the window and the frame before it, for the join
-        needed = range(segment.window_start - 1, segment.stop)
-    else:
-        needed = range(0)
-    for index in needed:
+    # the forward chain goes on from its last frames; the join needs the window's and the frame
+    # before it, as far as they are done
+    needed = set(range(max(segment.start, next_index - reach), min(next_index, segment.stop)))
+    if segment.window:
+        needed.update(range(segment.window_start - 1, min(next_index, segment.stop)))
+    for index in sorted(needed):
         chain[index] = work.read(work.chain_file_kind(segment, index), index)
     backward, next_anchor = {}, None
     if segment.window:
