@@ -130,12 +130,19 @@ def main() -> None:
         single_frames = None
         for name, (extra, threads) in runs.items():
             output = folder / f"{name}.mp4"
+            load_before = os.getloadavg()[0]
             report = run(clip, args.style, output, budget + extra, threads)
+            load_after = os.getloadavg()[0]
             frames = saved(output, args.frames)
             scale = report.get("scale")
             plan = SegmentPlan.from_dict(scale["plan"]) if scale else None
             row = measure(frames, inputs, plan, probe, grams)
             row["seconds"] = report["seconds"]
+            row["load_average"] = [round(load_before, 2), round(load_after, 2)]
+            # seconds per warm-started frame (frames after their chain's first) and per anchor
+            timed = [f for f in report["frames_this_run"] if f.get("kind", "final") != "final"
+                     or f["iterations"] == int(budget[budget.index("--iterations") + 1])]
+            row["frame_seconds_median"] = float(np.median([f["seconds"] for f in timed]))
             if scale:
                 row["segments"] = [[s.start, s.stop, s.window] for s in plan.segments]
                 row["plan"] = scale["plan"]
@@ -158,16 +165,23 @@ def main() -> None:
         "two_over_one_after_startup": two["after_startup_seconds"] / one["after_startup_seconds"],
         "two_over_single": two["after_startup_seconds"] / single["seconds"],
         "ray_startup_seconds": {"workers1": one["startup_seconds"], "workers2": two["startup_seconds"]}}
-    anchor_seconds = single_frames[0]["seconds"]
-    frame_seconds = float(np.mean([f["seconds"] for f in single_frames[1:]]))
-    model = {"frame_seconds": frame_seconds, "anchor_seconds": anchor_seconds}
+    # the single run's first frame against its later ones: what an anchor costs relative to a frame
+    anchor_ratio = single_frames[0]["seconds"] / float(np.median([f["seconds"] for f in single_frames[1:]]))
+    model = {"anchor_over_frame": anchor_ratio}
+    one_frame = results["runs"]["workers1"]["frame_seconds_median"]
     for name, workers in (("workers1", 1), ("workers2", 2)):
         row = results["runs"][name]
         plan = SegmentPlan.from_dict(row["plan"])  # as the run made it
-        predicted = critical_path(plan, workers, frame_seconds, anchor_seconds)
-        model[name] = {"predicted_render_seconds": predicted,
+        # from the 1-worker run's per-frame time (what the model is for), and from the run's own
+        # (the plan's structure alone, whatever the other load did to each core)
+        predicted = critical_path(plan, workers, one_frame, one_frame * anchor_ratio)
+        own = critical_path(plan, workers, row["frame_seconds_median"],
+                            row["frame_seconds_median"] * anchor_ratio)
+        model[name] = {"predicted_render_seconds": round(predicted, 2),
+                       "predicted_from_own_frame_seconds": round(own, 2),
                        "measured_render_seconds": row["render_seconds"],
-                       "measured_over_predicted": row["render_seconds"] / predicted}
+                       "measured_over_predicted": round(row["render_seconds"] / predicted, 3),
+                       "measured_over_own_prediction": round(row["render_seconds"] / own, 3)}
     results["model"] = model
     emit(results)
     if args.out:

@@ -225,6 +225,28 @@ def test_a_run_without_workers_never_imports_ray(clip, tmp_path):
     assert done.stdout.split() == ["0", "False"], done.stderr
 
 
+def test_a_worker_that_cannot_read_an_input_names_its_node(clip, ray_cluster, tmp_path):
+    import platform
+
+    from nstvideo.config import StylizeConfig
+    from nstvideo.errors import UsageError
+    from nstvideo.scale.cluster import Cluster, WorkerPool
+    from nstvideo.scale.worker import VideoJob
+
+    clip_path, _ = clip
+    config = StylizeConfig().replace(model={"weights": "random", "device": "cpu"})
+    # a style the driver has but this worker's node does not
+    job = VideoJob(str(clip_path), (str(tmp_path / "only_on_the_driver.png"),), config,
+                   0, FRAMES, HEIGHT, WIDTH)
+    pool = WorkerPool(job, Cluster(False, 0.0, 2.0, 0.0, 1), 1, 1, 0)
+    try:
+        with pytest.raises(UsageError, match=f"node {platform.node()} cannot read "
+                                             ".*only_on_the_driver.png"):
+            pool.greet()
+    finally:
+        pool.stop()
+
+
 def test_dry_run_prints_the_segments_windows_and_their_cost(clip, capsys):
     clip_path, style = clip
     assert main(["stylize", str(clip_path), "--style", str(style), "-o", "/tmp/never.mp4", *FAST,
