@@ -20,7 +20,8 @@ RANKS = {"config": 0, "errors": 0, "runtime": 0, "images": 0, "resume": 0,
 # tensors in, tensors out: no files, processes or terminals
 CORE = ("network.features", "network.losses", "network.objective", "network.color",
         "optim.engine", "optim.lbfgs", "still.schedule", "still.tiling", "still.blockwise",
-        "still.stylize", "video.flow", "video.frames", "video.lookahead", "scale.plan", "scale.joins")
+        "still.stylize", "video.flow", "video.frames", "video.lookahead", "scale.plan",
+        "scale.joins")
 OUTSIDE_THE_CORE = {"subprocess", "tqdm", "imageio_ffmpeg", "shutil", "tempfile"}
 FACADE = ""  # nstvideo/__init__.py: the public API, which imports from below and is imported by nobody
 

@@ -82,7 +82,7 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
     record = {**record, "segmented": True}
     started = time.perf_counter()
     try:
-        with cluster.connected(scale, scale.workers, scale.threads) as ray_cluster:
+        with cluster.connected(scale, scale.workers, scale.threads, quiet=quiet) as ray_cluster:
             threads = scale.threads or cluster.default_threads(ray_cluster, scale.workers)
             pool = cluster.WorkerPool(job, ray_cluster, scale.workers, threads, scale.max_restarts)
             try:
@@ -139,6 +139,9 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
     finally:
         bar.close()
     render_seconds = time.perf_counter() - rendering
+    if segmented.frames_done() != count:  # the driver returns only when all are in: a bug if not
+        raise RuntimeError(f"the workers finished with {segmented.frames_done()} of {count} "
+                           f"frames in {segmented.path}")
     work = segmented.work
     try:
         with encoding(work, output, info, args.input, first, count, height, width,

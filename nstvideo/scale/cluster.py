@@ -8,6 +8,7 @@ never reaches this module.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -52,18 +53,21 @@ class Cluster:
 
 
 @contextmanager
-def connected(scale: ScaleConfig, workers: int, threads: Optional[int]) -> Iterator[Cluster]:
+def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
+              quiet: bool = False) -> Iterator[Cluster]:
     """Ray for the run: the instance this process already has, the cluster named by --ray or
     $RAY_ADDRESS, or a local instance started here with a CPU per worker thread, shut down after
     (however the run ends)."""
     ray = import_ray()
     started = time.perf_counter()
     started_here = False
+    logging_level = logging.ERROR if quiet else logging.WARNING  # not Ray's INFO lines
     if not ray.is_initialized():
         address = scale.ray or os.environ.get(ADDRESS_VARIABLE)
         try:
             if address:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         logging_level=logging_level)
             else:
                 cpus = max(os.cpu_count() or 1, workers * (threads or 1))
                 # the workers import this very package, wherever the driver found it
@@ -72,7 +76,7 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int]) -> Itera
                 # Ray lowers its workers' priority by default (nice 15), which starves them
                 # beside any other load; here they are the job
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": {"PYTHONPATH": path}},
+                         logging_level=logging_level, runtime_env={"env_vars": {"PYTHONPATH": path}},
                          _system_config={"worker_niceness": 0})
                 started_here = True
         except ConnectionError as error:
