@@ -217,8 +217,9 @@ def test_without_ray_asking_for_workers_is_one_line_and_exit_2(clip, tmp_path, m
 
 def test_a_run_without_workers_never_imports_ray(clip, tmp_path):
     clip_path, style = clip
-    script = (f"import sys; from nstvideo.cli.main import main; "
-              f"code = main({['stylize', str(clip_path), '--style', str(style), '-o', str(tmp_path / 'o.mp4'), *FAST, '--max-frames', '1']!r}); "
+    argv = ["stylize", str(clip_path), "--style", str(style), "-o", str(tmp_path / "o.mp4"), *FAST,
+            "--max-frames", "1"]
+    script = (f"import sys; from nstvideo.cli.main import main; code = main({argv!r}); "
               "print(code, 'ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)

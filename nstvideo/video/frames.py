@@ -137,9 +137,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``history`` (the frames before it, oldest first, as many as
-    ``--long-term`` reaches back) continue an interrupted run (or a chain from another frame: the
-    frame a chain opens with, without history, gets ``--first-iterations``); ``first_frame_callbacks`` are
-    engine callbacks attached to the first frame of the video only (index 0). ``layout`` is the
+    ``--long-term`` reaches back) continue an interrupted run, or a chain from another frame (the
+    frame a chain opens with, without history, gets ``--first-iterations``);
+    ``first_frame_callbacks`` are engine callbacks attached to the first frame of the video only
+    (index 0). ``layout`` is the
     planner's decision for one frame (``stylize.plan``): with a block size, every frame is
     optimized block by block with the exact global loss (frames too big for the device), with
     the L-BFGS history that fits and the canvas on the host when it must be. ``flow_ahead``
