@@ -55,12 +55,12 @@ class Cluster:
 @contextmanager
 def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
               quiet: bool = False) -> Iterator[Cluster]:
-    """Ray for the run: the instance this process already has, the cluster named by --ray or
-    $RAY_ADDRESS, or a local instance started here with a CPU per worker thread, shut down after
-    (however the run ends)."""
+    """Ray for the run: the instance this process already has (left as it is), the cluster named
+    by --ray or $RAY_ADDRESS (disconnected after), or a local instance started here with at least
+    a CPU per worker thread (shut down after), however the run ends."""
     ray = import_ray()
     started = time.perf_counter()
-    started_here = False
+    started_here = initialized_here = False
     logging_level = logging.ERROR if quiet else logging.WARNING  # not Ray's INFO lines
     if not ray.is_initialized():
         address = scale.ray or os.environ.get(ADDRESS_VARIABLE)
@@ -68,6 +68,7 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
             if address:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,
                          logging_level=logging_level)
+                initialized_here = True
             else:
                 cpus = max(os.cpu_count() or 1, workers * (threads or 1))
                 # the workers import this very package, wherever the driver found it
@@ -78,7 +79,7 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
                 ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
                          logging_level=logging_level, runtime_env={"env_vars": {"PYTHONPATH": path}},
                          _system_config={"worker_niceness": 0})
-                started_here = True
+                started_here = initialized_here = True
         except ConnectionError as error:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {error}") from None
     try:
@@ -87,7 +88,7 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
         yield Cluster(started_here, time.perf_counter() - started, resources.get("CPU", 0.0),
                       resources.get("GPU", 0.0), len(alive))
     finally:
-        if started_here:
+        if initialized_here:  # stops the local instance; from a cluster, only disconnects
             ray.shutdown()
 
 
