@@ -325,3 +325,37 @@ class TrainConfig:
     preview_every: int = opt(100, "steps between preview images in the work folder (0: never)")
     work_dir: Optional[str] = opt(None, "checkpoints and previews (default: OUTPUT.work beside "
                                   "the output)", metavar="DIR")
+
+
+def _address(text: str) -> str:
+    if not text.strip():
+        raise UsageError("--ray expects a cluster address such as auto or 10.0.0.5:6379")
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Spreading one video over workers (Ray actors, one device each): where they run, and how
+    the segments they render meet (Ruder et al.'s multi-pass blending across each boundary).
+
+    Not part of the job's fingerprint: the segment plan made at the first run is kept in the
+    work folder, so a rerun with another --workers resumes the same job."""
+
+    workers: Optional[int] = opt(None, "render on N Ray workers (actors holding one GPU each, or "
+                                 "CPU threads); needs pip install -e '.[ray]'", parse=int,
+                                 metavar="N")
+    ray: Optional[str] = opt(None, "join this Ray cluster (auto, or HOST:PORT; default: "
+                             "$RAY_ADDRESS, else a local instance started for the run)",
+                             parse=_address, metavar="ADDRESS")
+    threads: Optional[int] = opt(None, "torch threads per worker (default: the node's CPUs "
+                                 "divided by its workers)", parse=int, metavar="T")
+    window: int = opt(8, "frames before each segment's anchor also rendered backward from it and "
+                      "blended with the forward chain (a linear ramp), then refined")
+    join_passes: int = opt(2, "refining passes over each boundary window, alternating backward "
+                           "and forward, each frame held to both warped neighbours")
+    join_iterations: Optional[int] = opt(None, "iterations of each refining pass per frame "
+                                         "(default: half --iterations)", parse=int, metavar="N")
+    join_prior: float = opt(0.5, "weight in a refined frame's start of the neighbour not yet "
+                            "refined in this pass (1 for the one already refined)", cli=False)
+    max_restarts: int = opt(3, "times a worker that dies is restarted (its segment continues "
+                            "from its last finished frame) before the run stops")

@@ -15,12 +15,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nstvideo"
 
 # lowest first: a module may import its own rank's package and the ranks below it
 RANKS = {"config": 0, "errors": 0, "runtime": 0, "images": 0, "resume": 0,
-         "network": 1, "optim": 2, "still": 3, "video": 4, "records": 5, "cli": 6, "__main__": 7}
+         "network": 1, "optim": 2, "still": 3, "video": 4, "scale": 5, "records": 6, "cli": 7,
+         "__main__": 8}
 # tensors in, tensors out: no files, processes or terminals
 CORE = ("network.features", "network.losses", "network.objective", "network.color",
         "optim.engine", "optim.lbfgs", "still.schedule", "still.tiling", "still.blockwise",
         "still.stylize", "video.flow", "video.frames", "video.lookahead",
-        "network.transformer", "optim.training", "still.painting")
+        "network.transformer", "optim.training", "still.painting", "scale.plan", "scale.joins")
 OUTSIDE_THE_CORE = {"subprocess", "tqdm", "imageio_ffmpeg", "shutil", "tempfile"}
 FACADE = ""  # nstvideo/__init__.py: the public API, which imports from below and is imported by nobody
 

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import torch  # already loaded by the package (nstvideo/__init__.py)
 
 from .. import __version__
+from ..config import ScaleConfig
 from ..errors import NstError, UsageError
 from . import explore, feedforward, still, train, video
 from .options import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_job_options,
@@ -34,6 +35,7 @@ def build_parser() -> Parser:
                          help="paint with a trained network (nstvideo train; a pytorch/examples "
                          "fast_neural_style .pth loads too): one pass per image or frame")
     add_job_options(stylize)
+    add_section_options(stylize, ScaleConfig)
 
     texture = commands.add_parser("texture", help="synthesise the style as a texture from noise")
     add_job_options(texture, texture=True)
@@ -79,6 +81,12 @@ def run_info() -> int:
     lines["hed backbone"] = (f"{hed_file} ({hed.DESCRIPTION}; --model vgg16 --weights hed, and the "
                              "fallback when no other weights are found)" if hed_file else
                              f"not installed (a trained VGG16 offline: {hed.INSTALL})")
+    try:  # the version only: nothing imports Ray without --workers
+        from importlib.metadata import version
+
+        lines["ray (--workers)"] = version("ray")
+    except ImportError:
+        lines["ray (--workers)"] = "not installed (pip install -e '.[ray]')"
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
         lines["ffmpeg"] = f"{exe} ({imageio_ffmpeg.get_ffmpeg_version()})"
@@ -120,6 +128,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         device = runtime.resolve_device(config.model.device)
         config = config.replace(model={"precision": runtime.resolve_precision(config.model.precision, device)})
+        if args.command == "stylize" and hasattr(args, "ScaleConfig.workers") and (
+                args.net or str(config.schedule.init).startswith("net:")):
+            raise UsageError("--workers does not take --net or --init net: yet; a network's "
+                             "pass is one per frame: run it without --workers")
         if args.command == "stylize" and args.net:
             return run_with_net(args, config)
         if args.command == "stylize" and not args.style:
@@ -130,6 +142,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return video.run_eval(args, config)
         if args.command == "train":
             return train.run_train(args, config)
+        if args.command == "stylize" and hasattr(args, "ScaleConfig.workers") and not (
+                video.is_video_input(args.input) and not Path(args.input).is_dir()):
+            raise UsageError("--workers spreads the frames of one video; stylize a still image "
+                             "or a folder without it")
         if args.command == "stylize" and Path(args.input).is_dir():
             from .batch import run_batch
 

@@ -21,6 +21,7 @@ from ..config import StylizeConfig, VideoConfig
 from ..errors import OutputError, UsageError
 from .nets import init_network_path, load_net, painter
 from .options import with_preview
+from .scaled import print_plan, run_scaled_video, scale_options
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
@@ -212,6 +213,7 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
     if sequence_out and info.has_audio and not config.output.quiet:
         print("nstvideo: note: an image sequence has no sound; the input's audio is not kept",
               file=sys.stderr)
+    scale = scale_options(args, config)
     mode = config.video.temporal
     long_term = (" with --long-term " + ",".join(map(str, config.video.long_term))
                  if config.video.long_term else "")
@@ -227,7 +229,15 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
               f"--temporal {mode}{long_term}; {first_iterations(config)} iterations for the first frame, "
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
+        if scale.workers:
+            print_plan(scale, config, count, work.path)
         return EXIT_OK
+    if scale.workers:
+        return run_scaled_video(args, config, scale, info=info, output=output, work=work,
+                                record=fingerprint(args.input, args.style, config, first, count,
+                                                   height, width),
+                                first=first, count=count, height=height, width=width,
+                                sequence_out=sequence_out)
 
     # the weights are the last input that can be bad: loaded before the work folder exists, so
     # a refused run leaves nothing behind

@@ -117,3 +117,30 @@ class TrainBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class WorkerBar:
+    """A video spread over workers: one bar over the video's frames (ETA over frames), with each
+    worker's frame count (boundary chains included) and restarts in the postfix. Call it with
+    the driver's events (``scale.driver.WorkerEvent``)."""
+
+    def __init__(self, total: int, done: int = 0, *, disable: bool = False):
+        self.bar = tqdm(total=total, initial=done, disable=disable, unit="frame",
+                        dynamic_ncols=True, smoothing=0.3, desc="frames")
+        self.rendered: dict[int, int] = {}
+        self.restarts = 0
+
+    def __call__(self, event) -> None:
+        self.rendered.setdefault(event.worker, 0)
+        if event.kind == "restart":
+            self.restarts += 1
+        elif event.kind == "frame":
+            self.rendered[event.worker] += 1
+        shown = {f"w{worker}": count for worker, count in sorted(self.rendered.items())}
+        if self.restarts:
+            shown["restarts"] = self.restarts
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(event.finished - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()

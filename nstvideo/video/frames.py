@@ -105,6 +105,28 @@ def reaching_back(history: Sequence[Any], distances: Sequence[int]) -> list[Any]
     return [history[-j] for j in distances if j <= len(history)]
 
 
+def objective_terms(config: StylizeConfig, style_grams: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The loss terms every frame of a video shares (the style Grams computed once)."""
+    loss, arch = config.loss, config.model.model
+    return dict(content_layers=canonical_layers(loss.content_layers, arch),
+                style_layers=canonical_layers(loss.style_layers, arch), styles=(),
+                style_grams=style_grams, layer_weights=loss.layer_weights,
+                content_weight=loss.content_weight, style_weight=loss.style_weight,
+                tv_weight=loss.tv_weight, precision=config.model.precision)
+
+
+def frame_objective(network: VGGFeatures, target: torch.Tensor, terms: Mapping[str, Any],
+                    tile_size: Optional[int], where: Placement):
+    """(objective, evaluator) of one frame: whole, or block by block with the exact global loss."""
+    if tile_size:
+        objective = BlockwiseObjective(network, tile_size=tile_size, content=target,
+                                       targets_device=where.content, **terms)
+        return objective, objective.evaluate
+    device = next(network.parameters()).device
+    objective = StyleObjective(network, content=target.to(device), **terms)
+    return objective, autograd_evaluator(objective)
+
+
 def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, torch.Tensor],
                    config: StylizeConfig, *, network: VGGFeatures, total: int,
                    start_index: int = 0, history: Sequence[Carry] = (),
@@ -117,8 +139,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     """Stylize (1, 3, H, W) frames in [0, 1] in order, yielding each result as it is done.
 
     ``start_index`` and ``history`` (the frames before it, oldest first, as many as
-    ``--long-term`` reaches back) continue an interrupted run; ``first_frame_callbacks`` are
-    engine callbacks attached to the first frame of the video only (index 0). ``layout`` is the
+    ``--long-term`` reaches back) continue an interrupted run, or a chain from another frame (the
+    frame a chain opens with, without history, gets ``--first-iterations``);
+    ``first_frame_callbacks`` are engine callbacks attached to the first frame of the video only
+    (index 0). ``layout`` is the
     planner's decision for one frame (``stylize.plan``): with a block size, every frame is
     optimized block by block with the exact global loss (frames too big for the device), with
     the L-BFGS history that fits and the canvas on the host when it must be. ``flow_ahead``
@@ -135,17 +159,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     uncovered, painted at once instead of inpainted or left as content.
     """
     device = next(network.parameters()).device
-    loss, sched, video = config.loss, config.schedule, config.video
+    sched, video = config.schedule, config.video
     tile_size, where = None, Placement(device, device, config.optim)
     if layout is not None:
         tile_size = layout.tile_size
         where = placement(layout, config.optim, device)
-    arch = config.model.model
-    terms = dict(content_layers=canonical_layers(loss.content_layers, arch),
-                 style_layers=canonical_layers(loss.style_layers, arch), styles=(),
-                 style_grams=style_grams, layer_weights=loss.layer_weights,
-                 content_weight=loss.content_weight, style_weight=loss.style_weight,
-                 tv_weight=loss.tv_weight, precision=config.model.precision)
+    terms = objective_terms(config, style_grams)
     flows = None
     if video.temporal == "flow":
         threaded = runtime.workers_pay(device) if flow_ahead is None else flow_ahead
@@ -169,13 +188,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             started = time.perf_counter()
             height, width = frame.shape[-2:]
             target = optimized_space(frame)
-            if tile_size:
-                objective = BlockwiseObjective(network, tile_size=tile_size, content=target,
-                                               targets_device=where.content, **terms)
-                evaluate = objective.evaluate
-            else:
-                objective = StyleObjective(network, content=target.to(device), **terms)
-                evaluate = autograd_evaluator(objective)
+            objective, evaluate = frame_objective(network, target, terms, tile_size, where)
             if painter is not None:
                 fresh = optimized_space(painter(frame))
             else:
@@ -215,8 +228,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 flows.prefetch(index + 1, upcoming[1], reaching_back(inputs, distances))
             extra = first_frame_callbacks if index == 0 else ()
             result = optimize(start.to(where.canvas), evaluate, where.optim,
-                              iterations=(first_iterations(config) if index == 0
-                                          else config.optim.iterations),
+                              iterations=(config.optim.iterations if earlier
+                                          else first_iterations(config)),
                               callbacks=list(callbacks) + list(extra),
                               stage=Stage(f"frame {index + 1}/{total}", index, total))
             if tile_size:  # blocks shrunk after running out of memory stay shrunk for later frames
