@@ -308,6 +308,12 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, style_path, image_fold
     assert "not found" in one_line_error(*run(
         capsys, "stylize", content_path, "--style", style_path, "--init", "net:" + str(tmp_path / "x"),
         "--weights", "random", "--size", "48", "--iterations", "2", "-o", tmp_path / "h.png"))
+    # the workers of --workers build their frames without a network's pass: refused, not ignored
+    assert "--workers" in one_line_error(*run(capsys, "stylize", content_path, "--net", corrupt,
+                                              "--workers", "2"))
+    assert "--workers" in one_line_error(*run(
+        capsys, "stylize", content_path, "--style", style_path, "--init", "net:" + str(corrupt),
+        "--workers", "2", "--weights", "random"))
 
 
 # --- the hybrid ----------------------------------------------------------------------------------
