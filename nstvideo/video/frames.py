@@ -189,14 +189,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
             height, width = frame.shape[-2:]
             target = optimized_space(frame)
             objective, evaluate = frame_objective(network, target, terms, tile_size, where)
-            if painter is not None:
-                fresh = optimized_space(painter(frame))
-            else:
-                fresh = initial_canvas(sched.init, target, None, height, width, sched.init_noise,
-                                       sched.seed)
+            # a network's pass costs a forward of its own: run only where its painting is used
+            fresh = None if painter is not None else initial_canvas(
+                sched.init, target, None, height, width, sched.init_noise, sched.seed)
             flow_seconds, reliable_fraction = 0.0, None
             if not earlier or video.temporal == "none":
-                start = fresh
+                start = fresh if painter is None else optimized_space(painter(frame))
             elif video.temporal == "prev":
                 start = images.to_tensor(earlier[-1].painted)
             else:
@@ -209,10 +207,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 reliable_fraction = float(mask.mean())
                 warped_t = images.to_tensor(warped)
                 mask_t = torch.from_numpy(mask)[None, None]
-                if video.fill == "inpaint" and painter is None:
+                if painter is not None:  # what the warp cannot cover is painted by the network
+                    fresh = (optimized_space(painter(frame)) if float(mask.min()) < 1
+                             else torch.zeros_like(warped_t))
+                elif video.fill == "inpaint":
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(
                         warped, mask, detail_from=images.to_array(target)))
-
                 start = mask_t * warped_t + (1 - mask_t) * fresh
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
