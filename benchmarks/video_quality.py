@@ -13,13 +13,22 @@ variant and budget, then measures on the output frames:
 - ``right_left``, ``bottom_top`` (pan only): the style distance (``nstvideo.video.quality``: a
   probe network of its own, not the painter) of the strip that entered on the right (bottom) over
   the strip at the left (top) edge, on the last frame: 1 is evenly painted;
-- ``uncovered`` (occlusion only): the style distance of what the square uncovered over that of the
-  rest of the last frame;
+- ``uncovered`` (occlusion only): the style distance of what the square uncovered (up to its left
+  edge) over that of the strip left of its path, on the last frame;
+- ``*_vs_fresh`` (``right``, ``bottom``, ``uncovered``): each of those regions' style distance over
+  that of the same region in the last frame stylized on its own with the first frame's budget
+  (``--temporal none``): the same content, so 1 is "as stylized as a first frame", whatever the
+  region shows (the ratios above also compare content with other content);
 - ``detail``: the Laplacian variance of the last six frames over the first's;
 - ``style_late``: the whole-frame style distance of the last six frames over the first's;
 - ``warping_error`` under the known motion (the square left out) and ``flicker_vs_none``, its ratio
   to ``--temporal none`` at the same budget;
 - ``seconds_per_frame`` of the frames after the first (from the run report).
+
+Everything is measured on the frames as the run finished them (the work folder's 16-bit PNGs); the
+``*_mp4`` figures measure ``style_late`` and ``detail`` again on the encoded MP4, what a viewer
+gets (x264's default tuning softened the texture of every frame after the first: 1.95 against
+1.28 on the lossless frames; ``-tune grain``, now the encoder's, 1.33).
 
 Prints JSON; ``--out`` writes it too, and ``--strips DIR`` writes first/middle/last frame strips.
 """
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -97,6 +107,37 @@ def read_frames(path: Path) -> list[np.ndarray]:
         return [f.astype(np.float32) / 255.0 for f in frames]
 
 
+def read_work_frames(folder: Path) -> list[np.ndarray]:
+    """The run's finished frames as it saved them (16-bit PNG), before the encoder."""
+    return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
+            for p in sorted((folder / "frames").glob("*.png"))]
+
+
+def regions(kind: str, masks: list[np.ndarray], count: int) -> dict[str, tuple]:
+    """The last frame's regions that must be as painted as the rest, as index tuples: for the pan
+    the strips that entered (right, bottom), for the occlusion the box the square uncovered (up to
+    its left edge: the square itself, flat in the content, is no part of it)."""
+    if kind == "pan":
+        right, bottom = min(40, SHIFT[0] * (count - 1)), min(20, SHIFT[1] * (count - 1))
+        return {"right": (..., slice(None), slice(-right, None)),
+                "bottom": (..., slice(-bottom, None), slice(None))}
+    uncovered = np.any(masks[:-1], axis=0) & ~masks[-1]
+    uncovered[:, np.nonzero(masks[-1])[1].min():] = False
+    ys, xs = np.nonzero(uncovered)
+    return {"uncovered": (..., slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))}
+
+
+def against_fresh(last: np.ndarray, fresh: np.ndarray, kind: str, masks: list[np.ndarray],
+                  count: int, probe, grams) -> dict:
+    """Each region's style distance in the video's last frame over that of the same region in the
+    last frame stylized on its own with the first frame's budget: the same content, so 1 is "as
+    stylized as a first frame", whatever the region shows."""
+    video, alone = images.to_tensor(last), images.to_tensor(fresh)
+    return {f"{name}_vs_fresh": quality.style_distance(probe, video[index], grams)
+            / quality.style_distance(probe, alone[index], grams)
+            for name, index in regions(kind, masks, count).items()}
+
+
 def measure(frames: list[np.ndarray], masks: list[np.ndarray], kind: str, probe, grams) -> dict:
     tensors = [images.to_tensor(f) for f in frames]
     count = len(frames)
@@ -112,11 +153,9 @@ def measure(frames: list[np.ndarray], masks: list[np.ndarray], kind: str, probe,
         row.update(quality.strip_ratios(probe, tensors[-1], grams, right=min(40, entered_x),
                                         bottom=min(20, entered_y)))
     else:
-        # what the square covered at some time and no longer covers: its path minus where it is
-        uncovered = np.any(masks[:-1], axis=0) & ~masks[-1]
-        ys, xs = np.nonzero(uncovered)
-        box = tensors[-1][..., ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-        rest = tensors[-1][..., :, xs.max() + 8:] if xs.max() + 40 < frames[0].shape[1] else tensors[-1][..., :, :xs.min()]
+        where = regions(kind, masks, count)["uncovered"]
+        box = tensors[-1][where]
+        rest = tensors[-1][..., :, :where[-1].start]  # left of the square's path: painted since frame 0
         row["uncovered"] = (quality.style_distance(probe, box, grams)
                             / quality.style_distance(probe, rest, grams))
     return row
@@ -162,17 +201,31 @@ def main() -> None:
             grams = quality.probe_grams(probe, resize_long_side(style, max(width, height)))
             for budget in args.budgets:
                 reference_error = None
+                fresh_output = Path(temp) / f"{kind}_{budget}_fresh.png"
+                subprocess.run([sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", args.style,
+                                "--size", str(args.size), "--weights", args.weights, *model,
+                                "--device", args.device, "--quiet", "--temporal", "none",
+                                "--start", f"{(args.frames - 1.5) / 24:.6f}", "-o", str(Path(temp) / "f_%d.png"),
+                                "--bit-depth", "16", *BUDGETS[budget]], check=True, cwd=REPO)
+                os.replace(Path(temp) / "f_1.png", fresh_output)
+                fresh = cv2.cvtColor(cv2.imread(str(fresh_output), cv2.IMREAD_UNCHANGED),
+                                     cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
                 for name, extra in sorted(variants.items(), key=lambda kv: kv[0] != "temporal=none"):
                     output, report = Path(temp) / f"{kind}_{budget}_{len(rows)}.mp4", Path(temp) / "r.json"
+                    work = Path(temp) / f"{kind}_{budget}_{len(rows)}.work"
                     command = [sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", args.style,
                                "--size", str(args.size), "--weights", args.weights, *model,
                                "--device", args.device, "--quiet", "--report", str(report),
-                               "-o", str(output), *BUDGETS[budget], *shlex.split(extra)]
+                               "-o", str(output), "--work-dir", str(work), "--keep-work",
+                               *BUDGETS[budget], *shlex.split(extra)]
                     subprocess.run(command, check=True, cwd=REPO)
-                    frames = read_frames(output)
+                    frames = read_work_frames(work)
+                    encoded = measure(read_frames(output), masks, kind, probe, grams)
                     later = json.loads(report.read_text())["frames_this_run"][1:]
                     row = {"clip": kind, "budget": budget, "variant": name,
                            **measure(frames, masks, kind, probe, grams),
+                           **against_fresh(frames[-1], fresh, kind, masks, args.frames, probe, grams),
+                           "style_late_mp4": encoded["style_late"], "detail_mp4": encoded["detail"],
                            "seconds_per_frame": float(np.mean([f["seconds"] for f in later]))}
                     if name == "temporal=none":
                         reference_error = row["warping_error"]
