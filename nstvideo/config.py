@@ -294,6 +294,11 @@ class VideoConfig:
     local_style_weight: float = opt(2.0, "weight, relative to --style-weight, of a style term of "
                                     "its own for the region the warp cannot trust (what entered "
                                     "the frame or was uncovered, widened by --local-reach)")
+    new_iterations: int = opt(0, "iterations for what the warp cannot trust (what entered the "
+                              "frame or was uncovered, widened by --local-reach), optimized in "
+                              "boxes of its own before the frame (0: none; --iterations paints "
+                              "it best, at up to twice the time per frame of a pan)",
+                              parse=int, metavar="N")
     local_reach: float = opt(1 / 12, "how far the --local-style-weight region reaches past the "
                              "untrusted pixels, as a fraction of the frame's long side")
     fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "

@@ -1,5 +1,6 @@
 """Every frame as stylized as the first, everywhere: what enters a panning frame gets style of its
-own, the warp keeps detail, and new pixels start from painted colours.
+own, the warp keeps detail, new pixels start from painted colours, and with --new-iterations what
+an occluder uncovers is painted in boxes of its own.
 
 A synthetic pan with exact motion (the camera moves right and down), a random network cut after
 relu3_1, the real command at a low budget: seconds on a CPU.
@@ -54,15 +55,30 @@ def runs(pan):
     return outputs, probe, grams
 
 
-def test_what_enters_the_frame_is_painted_like_the_rest(runs):
+def last_frame_alone(folder, clip, style_path, count: int) -> np.ndarray:
+    """The clip's last frame stylized on its own with the first frame's budget."""
+    assert main(["stylize", str(clip), "--style", str(style_path), "-o", str(folder / "f_%d.png"),
+                 "--bit-depth", "16", *FAST, "--temporal", "none",
+                 "--start", f"{(count - 1.5) / 24:.4f}"]) == 0
+    return images.to_array(images.load(folder / "f_1.png"))
+
+
+def test_what_enters_the_frame_is_painted_like_the_rest(runs, pan):
     outputs, probe, grams = runs
-    ratios = {name: quality.strip_ratios(probe, images.to_tensor(frames[-1]), grams,
-                                         right=SHIFT[0] * (COUNT - 1), bottom=SHIFT[1] * (COUNT - 1))
-              for name, frames in outputs.items()}
-    # measured: bottom/top 1.76 by default against 3.35 the old way (right/left 0.44 and 0.42:
-    # at 96 px the right strip is painted either way); 2.0 is the issue's low-budget bound
-    assert max(ratios["default"].values()) < 2.0
-    assert ratios["old"]["bottom_top"] > 1.5 * ratios["default"]["bottom_top"]
+    fresh = images.to_tensor(last_frame_alone(*pan, SAMPLES / "swirls.png", COUNT))
+    strips = {"right": (..., slice(None), slice(-SHIFT[0] * (COUNT - 1), None)),
+              "bottom": (..., slice(-SHIFT[1] * (COUNT - 1), None), slice(None))}
+
+    def against_fresh(frame):  # the same strip, the same content: 1 is a first frame's paint
+        return {name: quality.style_distance(probe, images.to_tensor(frame)[where], grams)
+                / quality.style_distance(probe, fresh[where], grams) for name, where in strips.items()}
+
+    ratios = {name: against_fresh(frames[-1]) for name, frames in outputs.items()}
+    # measured: right 0.85 and bottom 1.15 by default, 1.10 and 1.57 the old way; 2.0 is the
+    # issue's low-budget bound (the old test's bottom/top strip ratio compared the fur at the
+    # bottom with the forehead at the top: content, as much as paint)
+    assert max(ratios["default"].values()) < 2.0, ratios
+    assert ratios["old"]["bottom"] > 1.25 * ratios["default"]["bottom"], ratios
 
 
 def test_late_frames_keep_the_first_frames_detail(runs):
@@ -161,3 +177,57 @@ def test_block_wise_frames_get_the_same_local_style_term():
         assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
     assert float((y.grad - x.grad).norm() / x.grad.norm()) < 1e-4
     assert float((x.grad - without).norm() / x.grad.norm()) > 0.1
+
+
+def test_boxes_cover_what_entered_a_panning_frame_in_strips():
+    region = np.zeros((106, 160), np.float32)
+    region[:, -15:] = 1  # entered on the right
+    region[-14:, :] = 1  # and at the bottom
+    boxes = flowlib.covering_boxes(region, 32)
+    covered = np.zeros_like(region)
+    for y0, y1, x0, x1 in boxes:
+        assert y1 - y0 >= 32 and x1 - x0 >= 32
+        covered[y0:y1, x0:x1] += 1
+    assert covered[region > 0].min() == 1 and covered.max() == 1  # all of it, once
+    assert covered.mean() < 0.5  # one box would be the whole frame
+    assert flowlib.covering_boxes(np.zeros((8, 8), np.float32), 32) == []
+
+
+OCCLUSION = dict(count=10, height=80, width=120, side=20, step=6)
+
+
+@pytest.fixture(scope="module")
+def occlusion(tmp_path_factory):
+    """The cat photo, still, a flat square passing in front of it left to right."""
+    import cv2
+
+    o = OCCLUSION
+    photo = cv2.cvtColor(cv2.imread(str(SAMPLES / "cat.jpg")), cv2.COLOR_BGR2RGB)
+    scene = cv2.resize(photo, (o["width"], o["width"] * photo.shape[0] // photo.shape[1]),
+                       interpolation=cv2.INTER_AREA)[:o["height"]]
+    frames = []
+    for t in range(o["count"]):
+        frame = scene.copy()
+        x = 10 + o["step"] * t
+        frame[o["height"] // 3:o["height"] // 3 + o["side"], x:x + o["side"]] = (220, 40, 40)
+        frames.append(frame)
+    folder = tmp_path_factory.mktemp("occlusion")
+    return folder, write_clip(folder / "occlusion.mp4", frames)
+
+
+def test_what_an_occluder_uncovers_is_painted_like_a_first_frame(occlusion):
+    style_path = SAMPLES / "swirls.png"
+    probe = quality.probe_network()
+    grams = quality.probe_grams(probe, images.load(style_path))
+    last = {name: stylized(occlusion, style_path, name, extra)[-1]
+            for name, extra in (("new", ["--new-iterations", "15"]), ("off", []))}
+    last["fresh"] = last_frame_alone(*occlusion, style_path, OCCLUSION["count"])
+    o = OCCLUSION
+    now = 10 + o["step"] * (o["count"] - 1)  # the square's left edge in the last frame
+    uncovered = (..., slice(o["height"] // 3, o["height"] // 3 + o["side"]), slice(10, now))
+    distance = {name: quality.style_distance(probe, images.to_tensor(frame)[uncovered], grams)
+                for name, frame in last.items()}
+    # measured: 1.69x the fresh frame's with --new-iterations 15, 2.18x without (2.0: the issue's
+    # low-budget bound)
+    assert distance["new"] <= 2.0 * distance["fresh"], distance
+    assert distance["off"] > 1.2 * distance["new"], distance

@@ -189,3 +189,37 @@ def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,
     squared = ((frame_a - warped) ** 2).mean(-1)
     count = float(mask.sum())
     return float((squared * mask).sum() / count) if count else 0.0
+
+
+Box = tuple[int, int, int, int]  # y0, y1, x0, x1: rows y0..y1-1, columns x0..x1-1
+
+
+def covering_boxes(region: np.ndarray, least: int, fill: float = 0.5) -> list[Box]:
+    """Boxes that cover the nonzero pixels of an (H, W) map, none with a side under ``least`` px
+    (unless the map is smaller), each at least ``fill`` full or no longer worth splitting: a box
+    too empty is cut across its longer side and each half covered again. What enters a panning
+    frame is an L (a strip at the right, one at the bottom) whose one box would be the whole
+    frame; its cover is a few strips."""
+    height, width = region.shape
+
+    def grown(a: int, b: int, size: int) -> tuple[int, int]:
+        side = min(size, max(least, b - a))
+        a = max(0, min(a - (side - (b - a)) // 2, size - side))
+        return a, a + side
+
+    def cover(y0: int, y1: int, x0: int, x1: int) -> list[Box]:
+        ys, xs = np.nonzero(region[y0:y1, x0:x1])
+        if not len(ys):
+            return []
+        y0, y1, x0, x1 = y0 + ys.min(), y0 + ys.max() + 1, x0 + xs.min(), x0 + xs.max() + 1
+        full = len(ys) / ((y1 - y0) * (x1 - x0))
+        if full < fill and max(y1 - y0, x1 - x0) >= 2 * least:
+            if x1 - x0 >= y1 - y0:
+                middle = (x0 + x1) // 2
+                return cover(y0, y1, x0, middle) + cover(y0, y1, middle, x1)
+            middle = (y0 + y1) // 2
+            return cover(y0, middle, x0, x1) + cover(middle, y1, x0, x1)
+        (a, b), (c, d) = grown(y0, y1, height), grown(x0, x1, width)
+        return [(int(a), int(b), int(c), int(d))]
+
+    return cover(0, height, 0, width)

@@ -115,6 +115,30 @@ def objective_terms(config: StylizeConfig, style_grams: Mapping[str, torch.Tenso
                 tv_weight=loss.tv_weight, precision=config.model.precision)
 
 
+NEW_BOX_LEAST = 32  # px: a box of new pixels is at least this wide and tall (2 px at relu5_1)
+
+
+def paint_new(network: VGGFeatures, start: torch.Tensor, target: torch.Tensor,
+              warped: torch.Tensor, reliable: torch.Tensor, region: np.ndarray,
+              terms: Mapping[str, Any], config: StylizeConfig, optim, stage: Stage) -> torch.Tensor:
+    """The start with what the warp cannot trust painted first: each box of the cover of
+    ``region`` (``flow.covering_boxes``) is optimized on its own, a small image with the frame's
+    style targets and its own content, the reliable pixels in it held to the warp. A region that
+    entered the frame or was uncovered gets a first frame's optimization of its own (its own Gram:
+    the whole frame's, matched by the rest, barely moves it), at the cost of its boxes' area."""
+    device = next(network.parameters()).device
+    painted = start.clone()
+    for y0, y1, x0, x1 in flowlib.covering_boxes(region, NEW_BOX_LEAST):
+        box = (..., slice(y0, y1), slice(x0, x1))
+        objective = StyleObjective(network, content=target[box].to(device), **terms)
+        objective.set_temporal(warped[box].to(device), reliable[box].to(device),
+                               config.video.temporal_weight)
+        result = optimize(start[box].to(device), autograd_evaluator(objective), optim,
+                          iterations=config.video.new_iterations, callbacks=(), stage=stage)
+        painted[box] = result.canvas.detach().float().cpu()
+    return painted
+
+
 def frame_objective(network: VGGFeatures, target: torch.Tensor, terms: Mapping[str, Any],
                     tile_size: Optional[int], where: Placement):
     """(objective, evaluator) of one frame: whole, or block by block with the exact global loss."""
@@ -217,9 +241,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
+                reach = round(video.local_reach * max(height, width))
+                region = flowlib.around_unreliable(mask, reach)
+                if video.new_iterations > 0 and not tile_size and region.any():
+                    start = paint_new(network, start, target, warped_t, mask_t, region, terms, config,
+                                      where.optim, Stage(f"frame {index + 1}/{total}: new pixels", index, total))
                 if video.local_style_weight > 0:
-                    reach = round(video.local_reach * max(height, width))
-                    region = flowlib.around_unreliable(mask, reach)
                     if region.any():
                         objective.set_local_style(torch.from_numpy(region)[None, None].to(where.canvas),
                                                   video.local_style_weight)
