@@ -125,7 +125,8 @@ def paint_new(network: VGGFeatures, start: torch.Tensor, target: torch.Tensor,
     ``region`` (``flow.covering_boxes``) is optimized on its own, a small image with the frame's
     style targets and its own content, the reliable pixels in it held to the warp. A region that
     entered the frame or was uncovered gets a first frame's optimization of its own (its own Gram:
-    the whole frame's, matched by the rest, barely moves it), at the cost of its boxes' area."""
+    the whole frame's, matched by the rest, barely moves it), at the cost of its boxes' area.
+    Frames run block by block (too big for the device) skip it: a box could be as big."""
     device = next(network.parameters()).device
     painted = start.clone()
     for y0, y1, x0, x1 in flowlib.covering_boxes(region, NEW_BOX_LEAST):
