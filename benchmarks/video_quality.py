@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -109,8 +108,7 @@ def read_frames(path: Path) -> list[np.ndarray]:
 
 def read_work_frames(folder: Path) -> list[np.ndarray]:
     """The run's finished frames as it saved them (16-bit PNG), before the encoder."""
-    return [cv2.cvtColor(cv2.imread(str(p), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
-            for p in sorted((folder / "frames").glob("*.png"))]
+    return [images.to_array(images.load(p)) for p in sorted((folder / "frames").glob("*.png"))]
 
 
 def regions(kind: str, masks: list[np.ndarray], count: int) -> dict[str, tuple]:
@@ -138,14 +136,19 @@ def against_fresh(last: np.ndarray, fresh: np.ndarray, kind: str, masks: list[np
             for name, index in regions(kind, masks, count).items()}
 
 
+def late_against_first(frames: list[np.ndarray], probe, grams) -> dict:
+    """``detail`` and ``style_late``: the last LATE frames against the first."""
+    late = frames[-LATE:]
+    distances = [quality.style_distance(probe, images.to_tensor(f), grams) for f in [frames[0], *late]]
+    return {"detail": float(np.mean([quality.laplacian_variance(f) for f in late])
+                            / quality.laplacian_variance(frames[0])),
+            "style_late": float(np.mean(distances[1:]) / distances[0])}
+
+
 def measure(frames: list[np.ndarray], masks: list[np.ndarray], kind: str, probe, grams) -> dict:
     tensors = [images.to_tensor(f) for f in frames]
     count = len(frames)
-    distances = [quality.style_distance(probe, t, grams) for t in tensors]
-    late = slice(count - LATE, count)
-    row = {"detail": float(np.mean([quality.laplacian_variance(f) for f in frames[late]])
-                           / quality.laplacian_variance(frames[0])),
-           "style_late": float(np.mean(distances[late]) / distances[0]),
+    row = {**late_against_first(frames, probe, grams),
            "warping_error": quality.shifted_warping_error(frames, SHIFT if kind == "pan" else (0, 0),
                                                           masks)}
     if kind == "pan":
@@ -201,15 +204,14 @@ def main() -> None:
             grams = quality.probe_grams(probe, resize_long_side(style, max(width, height)))
             for budget in args.budgets:
                 reference_error = None
-                fresh_output = Path(temp) / f"{kind}_{budget}_fresh.png"
+                # the last frame on its own, with the first frame's budget (a one-image sequence)
+                fresh_pattern = Path(temp) / f"{kind}_{budget}_fresh_%d.png"
                 subprocess.run([sys.executable, "-m", "nstvideo", "stylize", str(clip), "--style", args.style,
                                 "--size", str(args.size), "--weights", args.weights, *model,
                                 "--device", args.device, "--quiet", "--temporal", "none",
-                                "--start", f"{(args.frames - 1.5) / 24:.6f}", "-o", str(Path(temp) / "f_%d.png"),
+                                "--start", f"{(args.frames - 1.5) / 24:.6f}", "-o", str(fresh_pattern),
                                 "--bit-depth", "16", *BUDGETS[budget]], check=True, cwd=REPO)
-                os.replace(Path(temp) / "f_1.png", fresh_output)
-                fresh = cv2.cvtColor(cv2.imread(str(fresh_output), cv2.IMREAD_UNCHANGED),
-                                     cv2.COLOR_BGR2RGB).astype(np.float32) / 65535.0
+                fresh = images.to_array(images.load(str(fresh_pattern) % 1))
                 for name, extra in sorted(variants.items(), key=lambda kv: kv[0] != "temporal=none"):
                     output, report = Path(temp) / f"{kind}_{budget}_{len(rows)}.mp4", Path(temp) / "r.json"
                     work = Path(temp) / f"{kind}_{budget}_{len(rows)}.work"
@@ -220,7 +222,7 @@ def main() -> None:
                                *BUDGETS[budget], *shlex.split(extra)]
                     subprocess.run(command, check=True, cwd=REPO)
                     frames = read_work_frames(work)
-                    encoded = measure(read_frames(output), masks, kind, probe, grams)
+                    encoded = late_against_first(read_frames(output), probe, grams)
                     later = json.loads(report.read_text())["frames_this_run"][1:]
                     row = {"clip": kind, "budget": budget, "variant": name,
                            **measure(frames, masks, kind, probe, grams),

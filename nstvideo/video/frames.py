@@ -242,13 +242,15 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 if video.temporal_weight > 0:
                     objective.set_temporal(warped_t.to(where.canvas), mask_t.to(where.canvas),
                                            video.temporal_weight)
-                reach = round(video.local_reach * max(height, width))
-                region = flowlib.around_unreliable(mask, reach)
-                if video.new_iterations > 0 and not tile_size and region.any():
-                    start = paint_new(network, start, target, warped_t, mask_t, region, terms, config,
-                                      where.optim, Stage(f"frame {index + 1}/{total}: new pixels", index, total))
-                if video.local_style_weight > 0:
-                    if region.any():
+                boxes = video.new_iterations > 0 and not tile_size
+                if (boxes or video.local_style_weight > 0) and float(mask.min()) < 1:
+                    reach = round(video.local_reach * max(height, width))
+                    region = flowlib.around_unreliable(mask, reach)
+                    if boxes:
+                        start = paint_new(network, start, target, warped_t, mask_t, region, terms,
+                                          config, where.optim,
+                                          Stage(f"frame {index + 1}/{total}: new pixels", index, total))
+                    if video.local_style_weight > 0:
                         objective.set_local_style(torch.from_numpy(region)[None, None].to(where.canvas),
                                                   video.local_style_weight)
             if upcoming is not None:
