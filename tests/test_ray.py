@@ -232,14 +232,14 @@ def test_a_worker_that_cannot_read_an_input_names_its_node(clip, ray_cluster, tm
     from nstvideo.config import StylizeConfig
     from nstvideo.errors import UsageError
     from nstvideo.scale.cluster import Cluster, WorkerPool
-    from nstvideo.scale.worker import VideoJob
+    from nstvideo.scale.worker import SegmentWorker, VideoJob
 
     clip_path, _ = clip
     config = StylizeConfig().replace(model={"weights": "random", "device": "cpu"})
     # a style the driver has but this worker's node does not
     job = VideoJob(str(clip_path), (str(tmp_path / "only_on_the_driver.png"),), config,
                    0, FRAMES, HEIGHT, WIDTH)
-    pool = WorkerPool(job, Cluster(False, 0.0, 2.0, 0.0, 1), 1, 1, 0)
+    pool = WorkerPool(SegmentWorker, (job,), "cpu", Cluster(False, 0.0, 2.0, 0.0, 1), 1, 1, 0)
     try:
         with pytest.raises(UsageError, match=f"node {platform.node()} cannot read "
                                              ".*only_on_the_driver.png"):
@@ -265,6 +265,114 @@ def test_dry_run_shows_the_plan_a_begun_job_keeps(clip, runs, capsys):
                  "--workers", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "segments: 2 over 3 worker(s)" in out and "which a rerun resumes" in out
+
+
+# --- folders, sweeps and layers: independent stills over the workers --------------------------
+
+STILL = ["--weights", "random", "--device", "cpu", "--quiet", "--size", "40", "--iterations", "8"]
+
+
+def one_thread(argv: list[str]) -> int:
+    """A run in this process with the one torch thread each worker has (threads change the sums'
+    order, and L-BFGS carries the difference on)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def pixels(path: Path) -> np.ndarray:
+    from nstvideo import images
+
+    return images.read_image(path)
+
+
+@pytest.fixture(scope="module")
+def folder(clip, tmp_path_factory):
+    """Three images (one a PNG, one a JPEG, one damaged) and a short clip."""
+    import shutil
+
+    clip_path, _ = clip
+    folder = tmp_path_factory.mktemp("folder") / "in"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "cat.jpg", folder / "a.jpg")
+    shutil.copy(SAMPLES / "mosaic.png", folder / "b.png")
+    shutil.copy(SAMPLES / "coffee.jpg", folder / "c.jpg")
+    (folder / "d.png").write_bytes(b"not a png")
+    shutil.copy(clip_path, folder / "e.mp4")
+    return folder
+
+
+def test_a_folder_over_workers_gives_the_files_of_one_at_a_time(folder, clip, ray_cluster,
+                                                                tmp_path, monkeypatch, capsys):
+    from nstvideo.scale import driver
+
+    _, style = clip
+    names = ["a_swirls.jpg", "b_swirls.png", "c_swirls.jpg"]
+    single, spread = tmp_path / "single", tmp_path / "spread"
+    argv = ["stylize", str(folder), "--style", str(style), *FAST, "--size", "40"]
+    assert one_thread([*argv, "-o", str(single), "--max-frames", "6"]) == 1  # d.png failed
+    capsys.readouterr()
+    # a worker killed while it paints: its image is painted again once it is back
+    real_run_stills, killed = driver.run_stills, []
+
+    def kill_the_other_worker(pool, jobs, on_done, **kwargs):
+        def done(still):
+            on_done(still)
+            if not killed:
+                killed.append(next(info["pid"] for info in pool.info if info["pid"] != still.pid))
+                os.kill(killed[0], signal.SIGKILL)
+        return real_run_stills(pool, jobs, done, **kwargs)
+
+    monkeypatch.setattr(driver, "run_stills", kill_the_other_worker)
+    assert main([*argv, "-o", str(spread), "--max-frames", "6", *WORKERS]) == 1
+    err = capsys.readouterr().err
+    assert killed
+    assert "d.png" in err and "a.jpg" not in err  # the damaged file, named, and only it
+    for name in names:
+        np.testing.assert_array_equal(pixels(spread / name), pixels(single / name))
+    assert not (spread / "d_swirls.png").exists()
+    # the clip went through the segments on the same Ray: its frames, all of them
+    assert video.probe(spread / "e_swirls.mp4").frames == video.probe(single / "e_swirls.mp4").frames == 6
+    assert not list(spread.glob("*.part")) and not list(spread.glob(".*"))
+
+
+def test_a_sweep_over_workers_writes_the_index_and_images_of_one_process(clip, ray_cluster,
+                                                                          tmp_path):
+    _, style = clip
+    argv = ["sweep", str(SAMPLES / "cat.jpg"), "--style", str(style), *STILL, "--runs", "3"]
+    assert one_thread([*argv, "-o", str(tmp_path / "one")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "two"), *WORKERS]) == 0
+    one, two = (json.loads((tmp_path / name / "index.json").read_text()) for name in ("one", "two"))
+    assert [r["name"] for r in two["runs"]] == ["run_000", "run_001", "run_002"]
+    assert [r["losses"] for r in two["runs"]] == [r["losses"] for r in one["runs"]]
+    assert [r["settings"] for r in two["runs"]] == [r["settings"] for r in one["runs"]]
+    for run in two["runs"]:
+        np.testing.assert_array_equal(pixels(tmp_path / "two" / run["file"]),
+                                      pixels(tmp_path / "one" / run["file"]))
+    assert (tmp_path / "two" / "contact_sheet.png").exists()
+    # the same command again: every run is done, nothing starts Ray
+    before = (tmp_path / "two" / "run_001.png").stat().st_mtime_ns
+    assert main([*argv, "-o", str(tmp_path / "two"), *WORKERS]) == 0
+    assert (tmp_path / "two" / "run_001.png").stat().st_mtime_ns == before
+
+
+def test_layers_over_workers_give_each_layers_texture_and_convergence_video(clip, ray_cluster,
+                                                                            tmp_path):
+    _, style = clip
+    argv = ["layers", "--style", str(style), *STILL, "--layers", "relu1_1,relu2_1,relu3_1",
+            "--progress-every", "2"]
+    assert one_thread([*argv, "-o", str(tmp_path / "one")]) == 0
+    assert main([*argv, "-o", str(tmp_path / "two"), *WORKERS]) == 0
+    for layer in ("relu1_1", "relu2_1", "relu3_1"):
+        np.testing.assert_array_equal(pixels(tmp_path / "two" / f"layer_{layer}.png"),
+                                      pixels(tmp_path / "one" / f"layer_{layer}.png"))
+        ours, theirs = (video.probe(tmp_path / name / f"layer_{layer}.mp4") for name in ("two", "one"))
+        assert ours.frames == theirs.frames >= 4
+    np.testing.assert_array_equal(pixels(tmp_path / "two" / "layers_grid.png"),
+                                  pixels(tmp_path / "one" / "layers_grid.png"))
 
 
 # --- the plan and the joins, exactly ---------------------------------------------------------------

@@ -12,13 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+import contextlib
+from typing import Callable, ContextManager, Optional, Sequence
 
 from ..config import StylizeConfig
 from ..errors import NstError, UsageError
 from .options import EXIT_INTERRUPTED, EXIT_OK
 
 EXIT_SOME_FAILED = 1
+# (input, output) pairs, a callback per output written -> the failed inputs with why
+Spread = Callable[[Sequence[tuple[Path, Path]], Callable[[Path], None]], list[tuple[Path, str]]]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 
@@ -53,9 +56,14 @@ def output_for(path: Path, folder: Path, out_folder: Path, styles: list[str]) ->
 
 
 def run_batch(args: argparse.Namespace, config: StylizeConfig,
-              run_one: Callable[[argparse.Namespace, StylizeConfig, bool], int]) -> int:
+              run_one: Callable[[argparse.Namespace, StylizeConfig, bool], int],
+              spread: Optional[Spread] = None,
+              session: Optional[Callable[[], ContextManager]] = None) -> int:
     """``run_one(args, config, is_video)`` runs one file's job; a file is a video by its suffix
-    here (a damaged image must fail as an image, not be tried as a video)."""
+    here (a damaged image must fail as an image, not be tried as a video). With ``spread``
+    (--workers), the images go over the workers first, all at once
+    (``spread(pairs, wrote) -> failures``), then each video is spread over them in turn, all
+    inside one ``session()`` (Ray connected once), entered once the batch is checked."""
     from ..video.io import looks_like_video
     from tqdm import tqdm
 
@@ -91,25 +99,40 @@ def run_batch(args: argparse.Namespace, config: StylizeConfig,
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="file", desc="files",
                position=0, dynamic_ncols=True, disable=quiet)
     try:
-        for path, output in todo:
-            bar.set_postfix_str(path.name, refresh=True)
-            one = argparse.Namespace(**vars(args))
-            one.input, one.output = str(path), str(output)
-            output.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                code = run_one(one, config, looks_like_video(path))
-            except NstError as error:
-                failed.append((path, str(error)))
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # one bad file must not end the batch
-                failed.append((path, f"internal error: {type(error).__name__}: {error}"))
-            else:
-                if code == EXIT_INTERRUPTED:
-                    raise KeyboardInterrupt
-                if code != EXIT_OK:
-                    failed.append((path, f"exit code {code}"))
-            bar.update(1)
+        with (session or contextlib.nullcontext)():
+            if spread:
+                stills = [(path, output) for path, output in todo if not looks_like_video(path)]
+                todo = [pair for pair in todo if pair not in stills]
+                for output in {output.parent for _, output in stills}:
+                    output.mkdir(parents=True, exist_ok=True)
+
+                def wrote(path: Path) -> None:
+                    bar.set_postfix_str(path.name, refresh=False)
+                    bar.update(1)
+
+                if stills:
+                    failures = spread(stills, wrote)
+                    failed.extend(failures)
+                    bar.update(len(failures))
+            for path, output in todo:
+                bar.set_postfix_str(path.name, refresh=True)
+                one = argparse.Namespace(**vars(args))
+                one.input, one.output = str(path), str(output)
+                output.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    code = run_one(one, config, looks_like_video(path))
+                except NstError as error:
+                    failed.append((path, str(error)))
+                except KeyboardInterrupt:
+                    raise
+                except Exception as error:  # one bad file must not end the batch
+                    failed.append((path, f"internal error: {type(error).__name__}: {error}"))
+                else:
+                    if code == EXIT_INTERRUPTED:
+                        raise KeyboardInterrupt
+                    if code != EXIT_OK:
+                        failed.append((path, f"exit code {code}"))
+                bar.update(1)
     except KeyboardInterrupt:
         bar.close()
         print(f"nstvideo: batch interrupted; run the same command again to go on ({len(failed)} "

@@ -16,13 +16,15 @@ from typing import Any, Sequence
 
 from .options import (EXIT_OK, field_type, add_section_options, section_values, validate,
                       with_preview)
-from ..config import SECTIONS, LayersConfig, StylizeConfig, SweepConfig
+from ..config import SECTIONS, LayersConfig, ScaleConfig, StylizeConfig, SweepConfig
 from ..errors import UsageError
 
 COMMANDS = ("layers", "sweep")
 RECORD_FLAGS = ("progress_video", "plot")
 LAYERS_SKIP = ("init", "init_noise", "preserve_colors", "content_layers", "content_weight",
                "style_layers", "layer_weights", "report", "dry_run", *RECORD_FLAGS)
+# the video-only options of --workers (segments and their joins)
+SCALE_SKIP = ("window", "join_passes", "join_iterations")
 SWEEP_SKIP = ("report", "dry_run", "progress_every", "progress_layout", "progress_size",
               *RECORD_FLAGS)
 
@@ -34,6 +36,7 @@ def add_explore_commands(commands) -> None:
     add_section_options(layers, LayersConfig)
     for section in SECTIONS.values():
         add_section_options(layers, section, skip=LAYERS_SKIP)
+    add_section_options(layers, ScaleConfig, skip=SCALE_SKIP)
 
     sweep = commands.add_parser(
         "sweep", help="stylize with many settings: renders, index.json and a contact sheet")
@@ -42,6 +45,7 @@ def add_explore_commands(commands) -> None:
     add_section_options(sweep, SweepConfig)
     for section in SECTIONS.values():
         add_section_options(sweep, section, skip=SWEEP_SKIP)
+    add_section_options(sweep, ScaleConfig, skip=SCALE_SKIP)
 
 
 def _add_common(parser: argparse.ArgumentParser, output_help: str) -> None:
@@ -115,8 +119,11 @@ def run(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
     from ..records.progress import ProgressBar
     from ..still.stylize import plan
 
+    from .scaled import scale_options
+
     out_dir = _output_dir(args.output)
     preview.output = out_dir
+    scale = scale_options(args, config)  # --workers: Ray must import
     if args.command == "layers":
         layers = canonical_layers(section_from_args(args, LayersConfig).layers, config.model.model)
     else:
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
     content = images.load(args.input) if args.command == "sweep" else None
     device = runtime.resolve_device(config.model.device)
     runtime.configure_precision(config.model.precision)
-    if config.model.weights == "random":
+    if config.model.weights == "random" and not scale.workers:  # the workers' own say it
         from .options import warn_if_random
         from ..network.weights import WeightsSource
 
@@ -141,6 +148,9 @@ def run(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
         if not quiet:
             print(text, file=sys.stderr)
 
+    if scale.workers:
+        return _run_spread(args, config, scale, out_dir, layers if args.command == "layers"
+                           else runs, started)
     if args.command == "layers":
         per_layer = sum(s.iterations for s in plan(config, config.schedule.size, config.schedule.size))
         bar = ProgressBar(per_layer * len(layers), disable=quiet)
@@ -177,4 +187,76 @@ def run(args: argparse.Namespace, config: StylizeConfig, *, preview) -> int:
         bar.close()
     say(f"sweep: {len(summary.ran)} run(s) done, {len(summary.skipped)} skipped; wrote "
         f"{summary.index_path} and {summary.sheet_path} ({time.perf_counter() - started:.1f} s)")
+    return EXIT_OK
+
+
+def _run_spread(args: argparse.Namespace, config: StylizeConfig, scale: ScaleConfig,
+                out_dir: Path, items: Sequence, started: float) -> int:
+    """``layers`` or ``sweep`` with --workers: each layer or run on the next idle worker, its
+    files sent back as bytes and written here; the grid, the index and the contact sheet as
+    without workers. A bar over the layers or runs (the workers' iterations stay on them)."""
+    from tqdm import tqdm
+
+    from .. import images
+    from ..records.explore import (LayerRender, RunResult, SweepFolder, layer_paths,
+                                   sweep_layers, write_layers_grid)
+    from ..scale.stills import LAYER, RUN, StillJob
+    from .scaled import job_files, spread_stills
+
+    styles, quiet = tuple(args.style), config.output.quiet
+    paths = job_files(config, *styles)
+    if args.command == "layers":
+        out_dir.mkdir(parents=True, exist_ok=True)
+        layers = tuple(items)
+        if not layers:
+            raise UsageError("--layers needs at least one layer name")
+        jobs = [StillJob(layer, LAYER, None, styles, config, layers, layer=layer)
+                for layer in layers]
+        renders: dict[str, LayerRender] = {}
+        bar = tqdm(total=len(jobs), unit="layer", desc="layers", disable=quiet)
+
+        def layer_done(done) -> None:
+            image_path, video_path = layer_paths(out_dir, done.key)
+            images.atomic_write_bytes(video_path, done.video)
+            images.atomic_write_bytes(image_path, done.data)
+            renders[done.key] = LayerRender(done.key, image_path, video_path, done.frames,
+                                            done.losses.get("style", float("nan")), done.seconds)
+            bar.write(f"{done.key}: {image_path.name}, {done.frames} frames, {done.seconds:.1f} s "
+                      f"on {done.node}")
+            bar.update(1)
+
+        try:
+            spread_stills(scale, config, jobs, paths, layer_done)
+        finally:
+            bar.close()
+        write_layers_grid(out_dir / "layers_grid.png", [renders[layer] for layer in layers])
+        if not quiet:
+            print(f"wrote {len(renders)} layer renders and {out_dir / 'layers_grid.png'} "
+                  f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        return EXIT_OK
+
+    folder = SweepFolder(out_dir, config, items, {"input": args.input, "styles": list(styles)})
+    layers = sweep_layers(folder.configs)
+    jobs = [StillJob(str(number), RUN, args.input, styles, run_config, layers)
+            for number, _, run_config in folder.todo]
+    bar = tqdm(total=len(folder.runs), initial=len(folder.skipped), unit="run", desc="runs",
+               disable=quiet)
+
+    def run_done(done) -> None:
+        number = int(done.key)
+        images.atomic_write_bytes(folder.image_path(number), done.data)
+        folder.record(number, RunResult(done.losses, done.iterations, done.seconds))
+        bar.write(f"{folder.name(number)}: done on {done.node} ({done.seconds:.1f} s)")
+        bar.update(1)
+
+    try:
+        if jobs:
+            spread_stills(scale, config, jobs, [args.input, *paths], run_done)
+    finally:
+        bar.close()
+    summary = folder.finish()
+    if not quiet:
+        print(f"sweep: {len(summary.ran)} run(s) done, {len(summary.skipped)} skipped; wrote "
+              f"{summary.index_path} and {summary.sheet_path} "
+              f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
     return EXIT_OK

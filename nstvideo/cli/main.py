@@ -143,15 +143,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "train":
             return train.run_train(args, config)
         if args.command == "stylize" and hasattr(args, "ScaleConfig.workers") and not (
-                video.is_video_input(args.input) and not Path(args.input).is_dir()):
-            raise UsageError("--workers spreads the frames of one video; stylize a still image "
-                             "or a folder without it")
+                video.is_video_input(args.input) or Path(args.input).is_dir()):
+            raise UsageError("--workers spreads a video's frames or a folder's files; stylize a "
+                             "single still image without it")
         if args.command == "stylize" and Path(args.input).is_dir():
             from .batch import run_batch
 
+            spread, session = None, None
+            if hasattr(args, "ScaleConfig.workers"):
+                from .scaled import batch_spreader, one_cluster
+
+                # one Ray for the whole folder: its images, then each of its videos
+                spread, session = batch_spreader(args, config), lambda: one_cluster(args, config)
             return run_batch(args, config, run_one=lambda one, cfg, is_video: (
                 video.run_video_job(one, cfg) if is_video
-                else still.run_image_job(one, cfg, texture=False)))
+                else still.run_image_job(one, cfg, texture=False)), spread=spread,
+                session=session)
         if args.command == "stylize" and args.recursive:
             raise UsageError("--recursive is for a folder input")
         if args.command == "stylize" and video.is_video_input(args.input):

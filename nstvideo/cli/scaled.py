@@ -84,7 +84,7 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
                      height: int, width: int, sequence_out: bool) -> int:
     from ..scale import cluster
     from ..scale.state import SegmentedWork
-    from ..scale.worker import VideoJob
+    from ..scale.worker import SegmentWorker, VideoJob
     from .options import warn_if_random
 
     quiet = config.output.quiet
@@ -94,7 +94,8 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
     try:
         with cluster.connected(scale, scale.workers, scale.threads, quiet=quiet) as ray_cluster:
             threads = scale.threads or cluster.default_threads(ray_cluster, scale.workers)
-            pool = cluster.WorkerPool(job, ray_cluster, scale.workers, threads, scale.max_restarts)
+            pool = cluster.WorkerPool(SegmentWorker, (job,), config.model.device, ray_cluster,
+                                      scale.workers, threads, scale.max_restarts)
             try:
                 hellos = pool.greet()  # every input readable on every worker's node
                 # the network is built on every worker before the work folder exists: bad
@@ -144,7 +145,7 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
     bar = WorkerBar(count, done, disable=quiet)
     rendering = time.perf_counter()
     try:
-        run = driver.render(plan, segmented, pool, scale,
+        run = driver.render(plan, segmented, pool, scale, config=config,
                             join_iterations=plan_join_iterations(plan, config), callbacks=[bar])
     finally:
         bar.close()
@@ -191,3 +192,97 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
 def plan_join_iterations(plan, config: StylizeConfig) -> int:
     """The refining passes' iterations the plan was made with (kept in the state)."""
     return max(1, round(plan.join_fraction * config.optim.iterations))
+
+
+def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_done, *,
+                  keep_going: bool = False):
+    """Independent still jobs (``scale.stills.StillJob``) over Ray workers, as many as there are
+    jobs up to --workers: every input checked readable on every worker's node, the network built
+    on each before the first job, ``on_done(StillDone)`` as each comes back (the caller writes its
+    bytes). Returns the failed jobs with their errors (with ``keep_going``; else the first
+    failure is raised)."""
+    from ..scale import cluster, driver
+    from ..scale.stills import StillWorker
+    from .options import warn_if_random
+
+    quiet = config.output.quiet
+    workers = max(1, min(scale.workers, len(jobs)))
+    layers = jobs[0].layers
+    with cluster.connected(scale, workers, scale.threads, quiet=quiet) as ray_cluster:
+        threads = scale.threads or cluster.default_threads(ray_cluster, workers)
+        pool = cluster.WorkerPool(StillWorker, (tuple(dict.fromkeys(paths)),), config.model.device,
+                                  ray_cluster, workers, threads, scale.max_restarts)
+        try:
+            hellos = pool.greet()
+            prepared = pool.prepare(jobs[0].config, layers)
+            warn_if_random(types.SimpleNamespace(is_random=prepared[0]["random"]), quiet)
+            if not quiet:
+                nodes = sorted({hello["node"] for hello in hellos})
+                print(f"nstvideo: {workers} worker(s) x {threads} thread(s) on {', '.join(nodes)} "
+                      f"({hellos[0]['device']}) for {len(jobs)} still(s); Ray "
+                      f"{'started' if ray_cluster.started_here else 'joined'} in "
+                      f"{ray_cluster.start_seconds:.1f} s", file=sys.stderr)
+            return driver.run_stills(pool, jobs, on_done, keep_going=keep_going)
+        finally:
+            pool.stop()
+
+
+def job_files(config: StylizeConfig, *inputs: str) -> list[str]:
+    """The files a still job reads besides its content: the styles given, a weights file, an
+    init image."""
+    found = list(inputs)
+    if config.model.weights not in (None, "random", "hed"):
+        found.append(config.model.weights)
+    if config.schedule.init not in ("content", "noise", "blend"):
+        found.append(config.schedule.init)
+    return found
+
+
+def batch_spreader(args: argparse.Namespace, config: StylizeConfig):
+    """A folder's images over the workers (``cli.batch.Spread``): each painted on a worker and
+    sent back encoded in its output's format, written here under a temporary name and renamed.
+    An output whose format or bit depth cannot be is a failure of that file, as in a batch run
+    one file at a time."""
+    from .. import images
+    from ..errors import NstError
+    from ..scale.stills import IMAGE, StillJob
+
+    scale = scale_options(args, config)
+    layers = tuple(dict.fromkeys(config.loss.content_layers + config.loss.style_layers))
+
+    def spread(pairs, wrote):
+        failed, jobs, inputs = [], [], {}
+        for path, output in pairs:
+            try:
+                fmt = images.output_format(output)
+                if config.output.bit_depth:
+                    images.check_bit_depth(fmt, config.output.bit_depth)
+            except NstError as error:
+                failed.append((path, str(error)))
+                continue
+            inputs[str(output)] = path
+            jobs.append(StillJob(str(output), IMAGE, str(path), tuple(args.style), config, layers,
+                                 suffix=output.suffix))
+        if not jobs:
+            return failed
+
+        def done(still) -> None:
+            images.atomic_write_bytes(Path(still.key), still.data)
+            wrote(Path(still.key))
+
+        paths = [str(path) for path in inputs.values()] + job_files(config, *args.style)
+        for job, error in spread_stills(scale, config, jobs, paths, done, keep_going=True):
+            reason = (str(error) if isinstance(error, NstError)
+                      else f"internal error: {type(error).__name__}: {error}")
+            failed.append((inputs[job.key], reason))
+        return failed
+
+    return spread
+
+
+def one_cluster(args: argparse.Namespace, config: StylizeConfig):
+    """Ray connected (or started) once for a job of many runs, each of which then finds it."""
+    from ..scale import cluster
+
+    scale = scale_options(args, config)
+    return cluster.connected(scale, scale.workers, scale.threads, quiet=config.output.quiet)

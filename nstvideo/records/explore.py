@@ -156,6 +156,32 @@ class LayerRender:
     seconds: float
 
 
+def layer_config(config: StylizeConfig, layer: str) -> StylizeConfig:
+    """The settings of one layer's render: that style layer alone, from noise, no content."""
+    return config.replace(loss={"style_layers": (layer,), "layer_weights": None,
+                                "content_weight": 0.0}, schedule={"init": "noise"})
+
+
+def render_layer(styles: Sequence[torch.Tensor], config: StylizeConfig, layer: str,
+                 networks: NetworkCache, image_path: Path, video_path: Path, *,
+                 callbacks: Sequence[Callback] = ()) -> LayerRender:
+    """One layer's texture to ``image_path`` and its convergence to ``video_path``."""
+    size_hw = (config.schedule.size, config.schedule.size)
+    finest = plan(config, *size_hw)[-1]
+    run_config = layer_config(config, layer)
+    started = time.perf_counter()
+    with ProgressVideo(video_path, (finest.height, finest.width),
+                       every=config.record.progress_every, layout=config.record.progress_layout,
+                       long_side=config.record.progress_size, style=styles[0]) as video:
+        network = truncated(networks.get(run_config), (layer,))
+        result = stylize_image(None, styles, run_config, network=network,
+                               callbacks=[*callbacks, video], size_hw=size_hw)
+    images.write_image(image_path, result.image, config.output.bit_depth)
+    final = result.scales[-1].result.final_losses()
+    return LayerRender(layer, image_path, video_path, video.frames_written,
+                       final.get("style", float("nan")), time.perf_counter() - started)
+
+
 def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers: Sequence[str],
                   out_dir: Path, *, callbacks: Sequence[Callback] = (),
                   on_done: Optional[Callable[[LayerRender], None]] = None,
@@ -169,32 +195,21 @@ def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers:
     if not layers:
         raise UsageError("--layers needs at least one layer name")
     out_dir.mkdir(parents=True, exist_ok=True)
-    size_hw = (config.schedule.size, config.schedule.size)
     networks = NetworkCache(layers, device)
-    finest = plan(config, *size_hw)[-1]
-    final_hw = (finest.height, finest.width)
     renders = []
     for layer in layers:
-        run_config = config.replace(loss={"style_layers": (layer,), "layer_weights": None,
-                                          "content_weight": 0.0},
-                                    schedule={"init": "noise"})
-        image_path, video_path = out_dir / f"layer_{layer}.png", out_dir / f"layer_{layer}.mp4"
-        started = time.perf_counter()
-        with ProgressVideo(video_path, final_hw, every=config.record.progress_every,
-                           layout=config.record.progress_layout,
-                           long_side=config.record.progress_size, style=styles[0]) as video:
-            network = truncated(networks.get(run_config), (layer,))
-            result = stylize_image(None, styles, run_config, network=network,
-                                   callbacks=[*callbacks, video], size_hw=size_hw)
-        images.write_image(image_path, result.image, config.output.bit_depth)
-        final = result.scales[-1].result.final_losses()
-        render = LayerRender(layer, image_path, video_path, video.frames_written,
-                             final.get("style", float("nan")), time.perf_counter() - started)
+        image_path, video_path = layer_paths(out_dir, layer)
+        render = render_layer(styles, config, layer, networks, image_path, video_path,
+                              callbacks=callbacks)
         renders.append(render)
         if on_done:
             on_done(render)
     write_layers_grid(out_dir / "layers_grid.png", renders)
     return renders
+
+
+def layer_paths(out_dir: Path, layer: str) -> tuple[Path, Path]:
+    return out_dir / f"layer_{layer}.png", out_dir / f"layer_{layer}.mp4"
 
 
 def write_layers_grid(path: Path, renders: Sequence[LayerRender]) -> None:
@@ -230,6 +245,87 @@ def _write_index(path: Path, index: dict) -> None:
     images.atomic_write_bytes(path, (json.dumps(index, indent=2) + "\n").encode())
 
 
+def sweep_layers(configs: Sequence[StylizeConfig]) -> tuple[str, ...]:
+    """Every layer (content or style) any run uses: one network holds them all."""
+    return tuple(dict.fromkeys(layer for c in configs
+                               for layer in c.loss.content_layers + c.loss.style_layers))
+
+
+@dataclass
+class RunResult:
+    """What the index keeps of a finished run."""
+
+    losses: dict
+    iterations_run: int
+    seconds: float
+
+
+class SweepFolder:
+    """A sweep's output folder: the runs ``index.json`` says are done (same inputs, same base
+    settings, same run settings, image there), the ones left (``todo``: number, name, config),
+    and the index, rewritten atomically as each run comes back, in any order."""
+
+    def __init__(self, out_dir: Path, base: StylizeConfig, runs: Sequence[Changes],
+                 meta: Optional[dict] = None):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir, self.runs = out_dir, list(runs)
+        self.index_path, self.sheet_path = out_dir / INDEX_NAME, out_dir / SHEET_NAME
+        self.configs = [base.replace(**changes) for changes in runs]
+        # runs are reused only from a sweep over the same inputs (meta) and the same base settings
+        job = json.loads(json.dumps({**(meta or {}), "settings": settings_fingerprint(base)},
+                                    default=str))
+        old_index = _load_index(self.index_path)
+        same_job = all(old_index.get(key) == value for key, value in job.items())
+        previous = ({entry.get("name"): entry for entry in old_index.get("runs", [])}
+                    if same_job else {})
+        self.head = {"command": "sweep", **job, "base": base.to_dict()}
+        self.entries: dict[int, dict] = {}
+        self.todo: list[tuple[int, str, StylizeConfig]] = []
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+        for number, (changes, config) in enumerate(zip(self.runs, self.configs)):
+            name = self.name(number)
+            old = previous.get(name)
+            if (old and old.get("settings") == flat_settings(changes)
+                    and self.image_path(number).exists()):
+                self.entries[number] = old
+                self.skipped.append(name)
+            else:
+                self.todo.append((number, name, config))
+
+    @staticmethod
+    def name(number: int) -> str:
+        return f"run_{number:03d}"
+
+    def image_path(self, number: int) -> Path:
+        return self.out_dir / f"{self.name(number)}.png"
+
+    def record(self, number: int, result: RunResult) -> None:
+        """Run ``number``'s image is written: add it to the index."""
+        changes = self.runs[number]
+        self.entries[number] = {
+            "name": self.name(number), "file": self.image_path(number).name,
+            "settings": flat_settings(changes), "caption": caption_lines(changes),
+            "losses": result.losses, "iterations_run": result.iterations_run,
+            "seconds": round(result.seconds, 3)}
+        self.ran.append(self.name(number))
+        self._write()
+
+    def _write(self) -> None:
+        _write_index(self.index_path, {**self.head, "runs": [self.entries[n]
+                                                             for n in sorted(self.entries)]})
+
+    def finish(self) -> SweepSummary:
+        """The index and the contact sheet of every run."""
+        self._write()
+        entries = [self.entries[n] for n in sorted(self.entries)]
+        thumbnails = [images.to_uint8(images.read_image(self.out_dir / entry["file"]))
+                      for entry in entries]
+        captions = [[entry["name"], *entry.get("caption", [])] for entry in entries]
+        write_sheet(self.sheet_path, thumbnails, captions, f"sweep: {len(self.runs)} runs")
+        return SweepSummary(self.ran, self.skipped, self.index_path, self.sheet_path)
+
+
 def run_sweep(content: torch.Tensor, styles: Sequence[torch.Tensor], base: StylizeConfig,
               runs: Sequence[Changes], out_dir: Path, *, meta: Optional[dict] = None,
               callbacks: Sequence[Callback] = (),
@@ -241,47 +337,19 @@ def run_sweep(content: torch.Tensor, styles: Sequence[torch.Tensor], base: Styli
     lists each run's settings and final losses. A run whose image exists and whose index entry
     has the same settings is skipped, so an interrupted sweep resumes where it stopped.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index_path, sheet_path = out_dir / INDEX_NAME, out_dir / SHEET_NAME
-    configs = [base.replace(**changes) for changes in runs]
-    layers = tuple(dict.fromkeys(layer for c in configs
-                                 for layer in c.loss.content_layers + c.loss.style_layers))
-    networks = NetworkCache(layers, device)
-    # runs are reused only from a sweep over the same inputs (meta) and the same base settings
-    job = json.loads(json.dumps({**(meta or {}), "settings": settings_fingerprint(base)},
-                                default=str))
-    old_index = _load_index(index_path)
-    same_job = all(old_index.get(key) == value for key, value in job.items())
-    previous = {entry.get("name"): entry for entry in old_index.get("runs", [])} if same_job else {}
-    index = {"command": "sweep", **job, "base": base.to_dict(), "runs": []}
-    ran, skipped = [], []
-    for number, (changes, config) in enumerate(zip(runs, configs)):
-        name = f"run_{number:03d}"
-        image_path = out_dir / f"{name}.png"
-        settings = flat_settings(changes)
-        old = previous.get(name)
-        if old and old.get("settings") == settings and image_path.exists():
-            index["runs"].append(old)
-            skipped.append(name)
-            if on_done:
-                on_done(name, True)
-            continue
+    folder = SweepFolder(out_dir, base, runs, meta)
+    networks = NetworkCache(sweep_layers(folder.configs), device)
+    for name in folder.skipped:
+        if on_done:
+            on_done(name, True)
+    for number, name, config in folder.todo:
         started = time.perf_counter()
         result: StylizeResult = stylize_image(content, styles, config, network=networks.get(config),
                                               callbacks=callbacks)
-        images.write_image(image_path, result.image, config.output.bit_depth)
-        index["runs"].append({
-            "name": name, "file": image_path.name, "settings": settings,
-            "caption": caption_lines(changes),
-            "losses": result.scales[-1].result.final_losses(),
-            "iterations_run": sum(r.result.iterations_run for r in result.scales),
-            "seconds": round(time.perf_counter() - started, 3)})
-        _write_index(index_path, index)
-        ran.append(name)
+        images.write_image(folder.image_path(number), result.image, config.output.bit_depth)
+        folder.record(number, RunResult(result.scales[-1].result.final_losses(),
+                                        sum(r.result.iterations_run for r in result.scales),
+                                        time.perf_counter() - started))
         if on_done:
             on_done(name, False)
-    _write_index(index_path, index)
-    thumbnails = [images.to_uint8(images.read_image(out_dir / entry["file"])) for entry in index["runs"]]
-    captions = [[entry["name"], *entry.get("caption", [])] for entry in index["runs"]]
-    write_sheet(sheet_path, thumbnails, captions, f"sweep: {len(runs)} runs")
-    return SweepSummary(ran, skipped, index_path, sheet_path)
+    return folder.finish()

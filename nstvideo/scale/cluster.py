@@ -18,7 +18,6 @@ from typing import Any, Iterator, Optional
 
 from ..config import ScaleConfig
 from ..errors import UsageError
-from .worker import SegmentWorker, VideoJob
 
 INSTALL = "pip install -e '.[ray]'"
 ADDRESS_VARIABLE = "RAY_ADDRESS"
@@ -108,29 +107,31 @@ def actor_options(cluster: Cluster, device: str, threads: int, max_restarts: int
 
 
 class WorkerPool:
-    """The actors. A call that fails because its actor died is answered by the driver re-sending
-    the work from the saved state, to the same actor once Ray has restarted it (``max_restarts``)
-    or to a new one when Ray gave up on it."""
+    """The actors, each a ``body`` (``worker.SegmentWorker`` for a video's segments,
+    ``stills.StillWorker`` for a folder's images, a sweep's runs or a layer's texture) built with
+    ``arguments`` and its torch threads. A call that fails because its actor died is answered by
+    the driver re-sending the work (from the saved state), to the same actor once Ray has
+    restarted it (``max_restarts``) or to a new one when Ray gave up on it."""
 
-    def __init__(self, job: VideoJob, cluster: Cluster, workers: int, threads: int,
-                 max_restarts: int):
+    def __init__(self, body: type, arguments: tuple, device: str, cluster: Cluster, workers: int,
+                 threads: int, max_restarts: int):
         self.ray = import_ray()
         needed = workers * threads
-        self.options = actor_options(cluster, job.config.model.device, threads, max_restarts)
+        self.options = actor_options(cluster, device, threads, max_restarts)
         if self.options["num_gpus"] and workers > cluster.gpus:
             raise UsageError(f"--workers {workers}: the Ray cluster has {cluster.gpus:g} GPU(s)")
         if not self.options["num_gpus"] and needed > cluster.cpus:
             raise UsageError(f"--workers {workers} x --threads {threads} need {needed} CPUs; the "
                              f"Ray cluster has {cluster.cpus:g}")
-        self.job, self.threads = job, threads
-        self.remote_class = self.ray.remote(SegmentWorker)
+        self.arguments, self.threads = arguments, threads
+        self.remote_class = self.ray.remote(body)
         self.actors = [self._new() for _ in range(workers)]
         self.restarts = [0] * workers
         self.max_restarts = max_restarts
         self.info: list[dict] = [{} for _ in range(workers)]
 
     def _new(self):
-        return self.remote_class.options(**self.options).remote(self.job, self.threads)
+        return self.remote_class.options(**self.options).remote(*self.arguments, self.threads)
 
     def greet(self) -> list[dict]:
         """Every worker's node, pid and device; refuses the run, naming the node, when one of them
@@ -145,11 +146,11 @@ class WorkerPool:
         self.info = answers
         return answers
 
-    def prepare(self) -> list[dict]:
-        """Every worker builds its network and style targets (in parallel); a worker's error
-        (bad weights) is raised here as the worker raised it."""
+    def prepare(self, *arguments) -> list[dict]:
+        """Every worker builds its network (and a video's style targets) in parallel; a worker's
+        error (bad weights) is raised here as the worker raised it."""
         try:
-            return self.ray.get([actor.prepare.remote() for actor in self.actors])
+            return self.ray.get([actor.prepare.remote(*arguments) for actor in self.actors])
         except self.ray.exceptions.RayTaskError as error:
             raise remote_cause(error) from None
 

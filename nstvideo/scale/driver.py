@@ -1,7 +1,9 @@
-"""The driver of a video spread over workers: it hands out the anchors (all in parallel first),
-then the segments, each from where the work folder says it stopped; saves every frame that comes
-back (16-bit PNG bytes through Ray's object store) into the work folder and its state; and
-re-sends the work of a worker that died, from its last finished frame, once it is back.
+"""The driver of work spread over workers. A video (``render``): it hands out the anchors (all in
+parallel first), then the segments, each from where the work folder says it stopped; saves every
+frame that comes back (16-bit PNG bytes through Ray's object store) into the work folder and its
+state; and re-sends the work of a worker that died, from its last finished frame, once it is
+back. Independent stills (``run_stills``): each to the next idle worker, its file's bytes handed
+to the caller as it comes back.
 
 Progress is data: every frame that comes back is a ``WorkerEvent`` for the callbacks.
 """
@@ -13,12 +15,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from ..config import ScaleConfig
+from ..config import ScaleConfig, StylizeConfig
 from ..errors import NstError
 from ..video.frames import temporal_distances
 from .cluster import WorkerPool, remote_cause
 from .plan import Segment, SegmentPlan
 from .state import SegmentedWork
+from .stills import StillDone, StillJob
 from .worker import Rendered, SegmentTask
 
 WAIT_S = 1.0  # how long one wait for the next frame lasts (Ctrl-C is seen between waits)
@@ -73,13 +76,13 @@ def segment_task(plan: SegmentPlan, segment: Segment, work: SegmentedWork, scale
 
 
 def render(plan: SegmentPlan, work: SegmentedWork, pool: WorkerPool, scale: ScaleConfig, *,
-           join_iterations: int, callbacks: Sequence[Callable[[WorkerEvent], None]] = ()
+           config: StylizeConfig, join_iterations: int, callbacks: Sequence[Callable[[WorkerEvent], None]] = ()
            ) -> RunRecord:
     """Every unfinished frame of the plan, rendered on the pool's workers and saved in ``work``.
     Returns when the work folder holds every frame; after Ctrl-C or an error the state names
     every frame saved (a rerun resumes), and the caller stops the workers."""
     ray = pool.ray
-    reach = temporal_distances(pool.job.config)[-1]
+    reach = temporal_distances(config)[-1]
     record = RunRecord()
     anchors = collections.deque(s for s, p in zip(plan.segments, work.progress) if not p.anchor)
     segments = collections.deque(s for s, p in zip(plan.segments, work.progress)
@@ -150,3 +153,40 @@ def render(plan: SegmentPlan, work: SegmentedWork, pool: WorkerPool, scale: Scal
             emit(describe(worker, "frame", frame_kind=rendered.kind, index=rendered.index,
                           seconds=rendered.seconds, iterations=rendered.iterations))
     return record
+
+
+def run_stills(pool: WorkerPool, jobs: Sequence[StillJob], on_done: Callable[[StillDone], None],
+               *, keep_going: bool = False) -> list[tuple[StillJob, BaseException]]:
+    """Every job on the next idle worker; ``on_done`` (the caller writes the files) as each comes
+    back, in the order they finish. A job whose worker died runs again from its start once the
+    worker is back. A job that fails raises its error, or with ``keep_going`` is returned in the
+    failures and the others go on (a folder's bad file must not end the batch)."""
+    ray = pool.ray
+    waiting = collections.deque(jobs)
+    idle = collections.deque(range(len(pool.actors)))
+    running: dict = {}  # reference -> (worker, job)
+    failures: list[tuple[StillJob, BaseException]] = []
+    while waiting or running:
+        while idle and waiting:
+            worker, job = idle.popleft(), waiting.popleft()
+            running[pool.actors[worker].run.remote(job)] = (worker, job)
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
+        for reference in ready:
+            worker, job = running.pop(reference)
+            try:
+                done: StillDone = ray.get(reference)
+            except Exception as error:
+                if pool.is_death(error):
+                    pool.revive(worker)  # raises once it died too often
+                    waiting.appendleft(job)
+                    idle.appendleft(worker)
+                    continue
+                cause = remote_cause(error)
+                if not keep_going:
+                    raise cause if isinstance(cause, NstError) else error
+                failures.append((job, cause))
+                idle.append(worker)
+                continue
+            idle.append(worker)
+            on_done(done)
+    return failures
