@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--budget", default=" ".join(BUDGET), help="iteration flags of every run")
     parser.add_argument("--variants", nargs="*", default=[],
                         help="NAME=EXTRA-ARGS: more 2-worker runs, e.g. 'passes0=--join-passes 0'")
+    parser.add_argument("--skip-three", action="store_true",
+                        help="leave out the 3-worker run (quality only on 2 cores)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     budget = shlex.split(args.budget)
@@ -125,6 +127,8 @@ def main() -> None:
         runs = {"single": ([], 1), "workers1": (["--workers", "1", "--threads", "1"], 1),
                 "workers2": (["--workers", "2", "--threads", "1"], 1),
                 "workers3": (["--workers", "3", "--threads", "1"], 1)}
+        if args.skip_three:
+            del runs["workers3"]
         for name, extra in (v.split("=", 1) for v in args.variants):
             runs[name] = (["--workers", "2", "--threads", "1", *shlex.split(extra)], 1)
         single_frames = None

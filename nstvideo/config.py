@@ -301,6 +301,11 @@ class VideoConfig:
                               parse=int, metavar="N")
     local_reach: float = opt(1 / 12, "how far the --local-style-weight region reaches past the "
                              "untrusted pixels, as a fraction of the frame's long side")
+    cut_threshold: float = opt(0.5, "scene cuts: a frame whose colours differ from the previous "
+                               "frame's by more than this (Bhattacharyya distance of their HSV "
+                               "histograms, 0..1; motion gives under 0.2, a cut 0.8 or more) opens "
+                               "a new shot, painted like a first frame with nothing warped "
+                               "across (1: never)")
     fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "
                     "previous output inpainted from around it (already painted colours) with the "
                     "frame's own fine detail, or from the content", choices=("inpaint", "content"))

@@ -375,6 +375,24 @@ def test_layers_over_workers_give_each_layers_texture_and_convergence_video(clip
                                   pixels(tmp_path / "one" / "layers_grid.png"))
 
 
+def test_a_boundary_at_a_scene_cut_needs_no_join_and_gives_the_single_runs_frames(ray_cluster,
+                                                                                 tmp_path):
+    from test_cuts import two_shots
+
+    clip_path = write_clip(tmp_path / "cut.mp4", two_shots(7, FRAMES), audio=True)
+    style = SAMPLES / "swirls.png"
+    single, spread = tmp_path / "single.mp4", tmp_path / "spread.mp4"
+    assert one_thread(["stylize", str(clip_path), "--style", str(style), "-o", str(single), *FAST,
+                       "--keep-work"]) == 0
+    assert stylize(clip_path, style, spread, *WORKERS, "--report", str(tmp_path / "r.json")) == 0
+    plan = json.loads((tmp_path / "r.json").read_text())["scale"]["plan"]
+    # the balanced boundary (frame 5) moved to the cut (7): no window, no join
+    assert plan["starts"] == [0, 7] and plan["windows"] == [0, 0] and plan["cuts"] == [7]
+    for ours, theirs in zip(saved_frames(spread), saved_frames(single)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert video.probe(spread).frames == FRAMES
+
+
 # --- the plan and the joins, exactly ---------------------------------------------------------------
 
 @pytest.mark.parametrize("count,segments", [(12, 2), (24, 3), (5, 2), (3, 4), (100, 4), (9, 1)])

@@ -50,8 +50,11 @@ def test_bit_depth_of_the_file(tmp_path, capsys, content_path, style_path, name,
     assert code == 0, err
     pixels = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
     assert pixels.dtype == dtype and pixels.shape == (36, 48, 3)
-    if dtype == np.uint16:  # real 16-bit levels, not 8-bit ones scaled up
-        assert (pixels % 257 != 0).mean() > 0.5
+    if dtype == np.uint16:  # real 16-bit levels, not 8-bit ones scaled up (of the levels
+        # between black and white: how many of the random network's pixels clip depends on
+        # the torch release's random init)
+        inside = pixels[(pixels > 0) & (pixels < 65535)]
+        assert inside.size > 100 and (inside % 257 != 0).mean() > 0.9
 
 
 def test_sixteen_bits_in_a_jpeg_is_refused_before_any_work(tmp_path, capsys, content_path, style_path):

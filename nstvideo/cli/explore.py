@@ -198,8 +198,8 @@ def _run_spread(args: argparse.Namespace, config: StylizeConfig, scale: ScaleCon
     from tqdm import tqdm
 
     from .. import images
-    from ..records.explore import (LayerRender, RunResult, SweepFolder, layer_paths,
-                                   sweep_layers, write_layers_grid)
+    from ..records.explore import (LayerRender, LayerWorker, RunResult, SweepFolder,
+                                   layer_paths, sweep_layers, write_layers_grid)
     from ..scale.stills import LAYER, RUN, StillJob
     from .scaled import job_files, spread_stills
 
@@ -226,7 +226,7 @@ def _run_spread(args: argparse.Namespace, config: StylizeConfig, scale: ScaleCon
             bar.update(1)
 
         try:
-            spread_stills(scale, config, jobs, paths, layer_done)
+            spread_stills(scale, config, jobs, paths, layer_done, body=LayerWorker)
         finally:
             bar.close()
         write_layers_grid(out_dir / "layers_grid.png", [renders[layer] for layer in layers])

@@ -119,6 +119,8 @@ def validate(config: StylizeConfig) -> None:
          "frame, is always used)"),
         (not config.video.long_term or config.video.temporal == "flow",
          "--long-term needs --temporal flow"),
+        (0.0 <= config.video.cut_threshold <= 1.0,
+         "--cut-threshold must be between 0 and 1 (1: no scene-cut detection)"),
     ]
     for name in ("content_weight", "style_weight", "tv_weight"):
         checks.append((getattr(config.loss, name) >= 0, f"--{name.replace('_', '-')} must be >= 0"))

@@ -51,21 +51,41 @@ def join_iterations(scale: ScaleConfig, config: StylizeConfig) -> int:
     return scale.join_iterations or max(1, config.optim.iterations // 2)
 
 
-def new_plan(scale: ScaleConfig, config: StylizeConfig, count: int):
+def selection_cuts(config: StylizeConfig, source: str, first: int, count: int, height: int,
+                   width: int) -> list[int]:
+    """The frames of the selection that open a new shot, as the frame loop sees them (one pass
+    over the input at processing size; none with independent frames or a threshold of 1)."""
+    from .. import images
+    from ..video import cuts
+    from ..video.source import read_selection
+
+    if config.video.temporal == "none" or config.video.cut_threshold >= 1:
+        return []
+    frames = read_selection(source, first, count, height, width, skip=0, back=0)
+    try:
+        return cuts.find_cuts((images.to_array(frame) for _, frame in frames),
+                              config.video.cut_threshold)
+    finally:
+        frames.close()
+
+
+def new_plan(scale: ScaleConfig, config: StylizeConfig, count: int, cuts=()):
     from ..scale.plan import plan_segments
 
     window = 0 if config.video.temporal == "none" else scale.window  # independent frames: no seam
     return plan_segments(count, scale.workers, window, scale.join_passes,
-                         join_iterations(scale, config) / config.optim.iterations)
+                         join_iterations(scale, config) / config.optim.iterations, cuts)
 
 
-def print_plan(scale: ScaleConfig, config: StylizeConfig, count: int, work_path: Path) -> None:
-    """The plan a run would follow: the one kept in the work folder of a job begun before."""
+def print_plan(scale: ScaleConfig, config: StylizeConfig, count: int, work_path: Path,
+               cuts) -> None:
+    """The plan a run would follow: the one kept in the work folder of a job begun before.
+    ``cuts()`` finds the scene cuts (a pass over the input) for a new plan."""
     import json
 
     from ..scale.plan import SegmentPlan, describe
 
-    plan, kept = new_plan(scale, config, count), None
+    kept = None
     try:
         kept = json.loads((work_path / "state.json").read_text()).get("plan")
     except (OSError, ValueError, AttributeError):
@@ -73,6 +93,8 @@ def print_plan(scale: ScaleConfig, config: StylizeConfig, count: int, work_path:
     if kept:
         plan = SegmentPlan.from_dict(kept)
         print(f"(the plan of the job begun in {work_path}, which a rerun resumes)")
+    else:
+        plan = new_plan(scale, config, count, cuts())
     for line in describe(plan, scale.workers):
         print(line)
     print(f"each refining pass: {join_iterations(scale, config)} iterations per window frame; "
@@ -104,7 +126,9 @@ def run_scaled_video(args: argparse.Namespace, config: StylizeConfig, scale: Sca
                 warn_if_random(types.SimpleNamespace(is_random=prepared[0]["random"]), quiet)
                 ready_seconds = time.perf_counter() - started  # Ray and the workers' start-up
                 segmented = SegmentedWork(work)
-                plan, begun = segmented.open(record, lambda: new_plan(scale, config, count))
+                plan, begun = segmented.open(record, lambda: new_plan(
+                    scale, config, count,
+                    selection_cuts(config, args.input, first, count, height, width)))
                 try:
                     return _render_and_encode(
                         args, config, scale, info=info, output=output, segmented=segmented,
@@ -195,12 +219,12 @@ def plan_join_iterations(plan, config: StylizeConfig) -> int:
 
 
 def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_done, *,
-                  keep_going: bool = False):
+                  keep_going: bool = False, body=None):
     """Independent still jobs (``scale.stills.StillJob``) over Ray workers, as many as there are
     jobs up to --workers: every input checked readable on every worker's node, the network built
     on each before the first job, ``on_done(StillDone)`` as each comes back (the caller writes its
     bytes). Returns the failed jobs with their errors (with ``keep_going``; else the first
-    failure is raised)."""
+    failure is raised). ``body``: the worker class (default ``scale.stills.StillWorker``)."""
     from ..scale import cluster, driver
     from ..scale.stills import StillWorker
     from .options import warn_if_random
@@ -210,7 +234,8 @@ def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_don
     layers = jobs[0].layers
     with cluster.connected(scale, workers, scale.threads, quiet=quiet) as ray_cluster:
         threads = scale.threads or cluster.default_threads(ray_cluster, workers)
-        pool = cluster.WorkerPool(StillWorker, (tuple(dict.fromkeys(paths)),), config.model.device,
+        pool = cluster.WorkerPool(body or StillWorker, (tuple(dict.fromkeys(paths)),),
+                                  config.model.device,
                                   ray_cluster, workers, threads, scale.max_restarts)
         try:
             hellos = pool.greet()

@@ -21,7 +21,7 @@ from ..config import StylizeConfig, VideoConfig
 from ..errors import OutputError, UsageError
 from .nets import init_network_path, load_net, painter
 from .options import with_preview
-from .scaled import print_plan, run_scaled_video, scale_options
+from .scaled import print_plan, run_scaled_video, scale_options, selection_cuts
 
 EXIT_OK, EXIT_INTERRUPTED = 0, 130
 VIDEO_OUTPUTS = (".mp4", ".m4v", ".mov")
@@ -230,7 +230,8 @@ def run_video_job(args: argparse.Namespace, config: StylizeConfig, *, preview) -
               f"{config.optim.iterations} after; audio: {info.audio_codec or 'none'}; "
               f"work dir {work.path}; output {output}")
         if scale.workers:
-            print_plan(scale, config, count, work.path)
+            print_plan(scale, config, count, work.path, lambda: selection_cuts(
+                config, args.input, first, count, height, width))
         return EXIT_OK
     if scale.workers:
         return run_scaled_video(args, config, scale, info=info, output=output, work=work,

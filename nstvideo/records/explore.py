@@ -27,6 +27,7 @@ from ..errors import InputError, UsageError
 from ..network.features import VGGFeatures
 from .recorder import ProgressVideo
 from ..resume import settings_fingerprint
+from ..scale.stills import LAYER, StillDone, StillJob, StillWorker
 from ..still.stylize import StylizeResult, build_network, plan, stylize_image
 
 Changes = dict[str, dict[str, Any]]
@@ -210,6 +211,25 @@ def render_layers(styles: Sequence[torch.Tensor], config: StylizeConfig, layers:
 
 def layer_paths(out_dir: Path, layer: str) -> tuple[Path, Path]:
     return out_dir / f"layer_{layer}.png", out_dir / f"layer_{layer}.mp4"
+
+
+class LayerWorker(StillWorker):
+    """The body of a worker of ``layers --workers``: each job (``stills.LAYER``) is one layer's
+    texture and convergence MP4, made in a folder of the worker's own and sent back as bytes."""
+
+    def render(self, job: StillJob, network, styles, started: float) -> StillDone:
+        import tempfile
+
+        if job.kind != LAYER:
+            return super().render(job, network, styles, started)
+        networks = NetworkCache(job.layers)
+        networks.networks[job.config.model] = self._network(job.config, job.layers)
+        with tempfile.TemporaryDirectory(prefix="nstvideo-layer-") as folder:
+            image_path, video_path = Path(folder) / "layer.png", Path(folder) / "layer.mp4"
+            render = render_layer(styles, job.config, job.layer, networks, image_path, video_path)
+            return StillDone(job.key, image_path.read_bytes(), {"style": render.final_style_loss},
+                             0, time.perf_counter() - started, video_path.read_bytes(),
+                             render.frames, **self.where())
 
 
 def write_layers_grid(path: Path, renders: Sequence[LayerRender]) -> None:

@@ -40,6 +40,7 @@ class SegmentPlan:
     segments: tuple[Segment, ...]
     passes: int  # refining passes over each window
     join_fraction: float  # iterations of a refining pass relative to a frame's
+    cuts: tuple[int, ...] = ()  # frames that open a new shot (``video.cuts``)
 
     @property
     def anchors(self) -> tuple[int, ...]:
@@ -62,7 +63,8 @@ class SegmentPlan:
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "starts": list(self.anchors),
                 "windows": [segment.window for segment in self.segments],
-                "passes": self.passes, "join_fraction": self.join_fraction}
+                "passes": self.passes, "join_fraction": self.join_fraction,
+                "cuts": list(self.cuts)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SegmentPlan":
@@ -70,7 +72,8 @@ class SegmentPlan:
         stops = starts[1:] + [count]
         segments = tuple(Segment(k, int(a), int(b), int(w))
                          for k, (a, b, w) in enumerate(zip(starts, stops, windows)))
-        plan = cls(count, segments, int(data["passes"]), float(data["join_fraction"]))
+        plan = cls(count, segments, int(data["passes"]), float(data["join_fraction"]),
+                   tuple(int(cut) for cut in data.get("cuts", ())))
         check_plan(plan)
         return plan
 
@@ -89,9 +92,14 @@ def check_plan(plan: SegmentPlan) -> None:
 
 
 def plan_segments(count: int, segments: int, window: int, passes: int,
-                  join_fraction: float) -> SegmentPlan:
+                  join_fraction: float, cuts: Sequence[int] = ()) -> SegmentPlan:
     """``segments`` contiguous segments (fewer when the video is too short for each to hold an
-    anchor and a frame), balanced so that each carries the same frames plus boundary work."""
+    anchor and a frame), balanced so that each carries the same frames plus boundary work.
+
+    A boundary with a scene cut (``cuts``: the frames that open a shot) within ``snap_reach``
+    frames moves to it: the new shot's first frame is painted on its own in a single run too, so
+    the anchor there is what a single run gives, and no window is needed. A window never reaches
+    back across a cut (the backward chain would carry the next shot into the last)."""
     wanted = max(1, min(segments, count // MIN_SEGMENT))
     per_frame_cost = 1 + passes * join_fraction
 
@@ -106,13 +114,38 @@ def plan_segments(count: int, segments: int, window: int, passes: int,
                    key=lambda length: (max(work(length, True),
                                            work(count - (wanted - 1) * length, False)), -length))
         lengths = [best] * (wanted - 1) + [count - (wanted - 1) * best]
-    windows = [min(window, length - 1) for length in lengths[:-1]] + [0]
     starts = [sum(lengths[:k]) for k in range(wanted)]
-    built = tuple(Segment(k, start, start + length, w)
-                  for k, (start, length, w) in enumerate(zip(starts, lengths, windows)))
-    plan = SegmentPlan(count, built, passes, join_fraction)
+    cuts = tuple(sorted(cut for cut in set(cuts) if 0 < cut < count))
+    for k in range(1, wanted):
+        cut = nearest_cut(cuts, starts[k], snap_reach(window))
+        if cut is not None and starts[k - 1] + MIN_SEGMENT <= cut and (
+                k + 1 == wanted or cut + MIN_SEGMENT <= starts[k + 1]):
+            starts[k] = cut
+    stops = starts[1:] + [count]
+    windows = []
+    for start, stop in zip(starts[:-1], stops[:-1]):
+        inside = [cut for cut in cuts if start < cut <= stop]
+        # frames from the last cut up to the anchor are in the anchor's shot; none at a cut
+        reach = stop - inside[-1] if inside else stop - start - 1
+        windows.append(min(window, stop - start - 1, reach))
+    windows.append(0)
+    built = tuple(Segment(k, start, stop, w)
+                  for k, (start, stop, w) in enumerate(zip(starts, stops, windows)))
+    plan = SegmentPlan(count, built, passes, join_fraction, cuts)
     check_plan(plan)
     return plan
+
+
+def snap_reach(window: int) -> int:
+    """How far a boundary moves to meet a scene cut: twice the window it saves (at least 4)."""
+    return max(4, 2 * window)
+
+
+def nearest_cut(cuts: Sequence[int], position: int, within: int):
+    """The cut nearest ``position`` no further than ``within`` frames from it (the earlier of two
+    as near), or None."""
+    near = [cut for cut in cuts if abs(cut - position) <= within]
+    return min(near, key=lambda cut: (abs(cut - position), cut)) if near else None
 
 
 def segment_work(plan: SegmentPlan, segment: Segment, frame_seconds: float) -> float:
@@ -141,11 +174,18 @@ def describe(plan: SegmentPlan, workers: int) -> list[str]:
              f"their own, in parallel first) at frames {', '.join(map(str, plan.anchors))}"]
     for segment in plan.segments:
         text = f"  segment {segment.index}: frames {segment.start}..{segment.stop - 1} ({segment.frames})"
+        if segment.start in plan.cuts:
+            text += "; opens at a scene cut"
         if segment.window:
             text += (f"; boundary window {segment.window_start}..{segment.stop - 1} rendered "
                      f"backward from anchor {segment.stop} too, blended, {plan.passes} refining "
                      f"pass(es): +{plan.boundary_cost(segment):.1f} frame equivalents")
+        if not segment.window and segment.stop in plan.cuts:
+            text += "; ends at a scene cut: no join"
         lines.append(text)
+    if plan.cuts:
+        lines.append(f"scene cuts (each a new shot, painted like a first frame): frames "
+                     f"{', '.join(map(str, plan.cuts))}")
     share = plan.extra_frames / max(1, plan.count)
     lines.append(f"extra work at the boundaries: {plan.extra_frames:.1f} frame equivalents "
                  f"({share:.0%} of {plan.count} frames)")

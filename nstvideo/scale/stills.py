@@ -1,6 +1,6 @@
 """What a worker does for the jobs made of independent stills (``cluster`` wraps this class, so
-importing it needs no Ray): a folder's images, a sweep's runs, the layers of ``nstvideo layers``.
-It reads its inputs itself (every input must be readable on every node), keeps one network per
+importing it needs no Ray): a folder's images, a sweep's runs, and (``records.explore.LayerWorker``
+adds it) the layers of ``nstvideo layers``. It reads its inputs itself (every input must be readable on every node), keeps one network per
 model and layer set for its life, and sends each result back as the encoded file's bytes (and a
 layer's convergence MP4 too), so no filesystem is shared: the driver writes them.
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,14 +95,22 @@ class StillWorker:
         return self._styles[paths]
 
     def run(self, job: StillJob) -> StillDone:
-        from ..still.stylize import stylize_image
-
         started = time.perf_counter()
         network, _ = self._network(job.config, job.layers)
-        styles = self._style_images(job.styles)
-        where = {"node": platform.node(), "pid": os.getpid()}
-        if job.kind == LAYER:
-            return self._layer(job, network, styles, started, where)
+        return self.render(job, network, self._style_images(job.styles), started)
+
+    @staticmethod
+    def where() -> dict:
+        return {"node": platform.node(), "pid": os.getpid()}
+
+    def render(self, job: StillJob, network, styles: list[torch.Tensor],
+               started: float) -> StillDone:
+        """An IMAGE or a RUN: ``content`` painted, encoded as ``suffix``. (A LAYER is
+        ``records.explore.LayerWorker``'s: it makes a progress video.)"""
+        from ..still.stylize import stylize_image
+
+        if job.kind not in (IMAGE, RUN):
+            raise ValueError(f"a {type(self).__name__} does not paint a {job.kind!r} job")
         config = job.config
         content = images.load(job.content)
         init = config.schedule.init
@@ -114,19 +121,4 @@ class StillWorker:
         data = images.encode(images.to_array(result.image), images.output_format(name), depth)
         return StillDone(job.key, data, result.scales[-1].result.final_losses(),
                          sum(r.result.iterations_run for r in result.scales),
-                         time.perf_counter() - started, **where)
-
-    def _layer(self, job: StillJob, network, styles, started: float, where: dict) -> StillDone:
-        """The layer's texture and convergence MP4, made in a folder of this worker's own and
-        sent back as bytes."""
-        from ..records.explore import NetworkCache, render_layer
-
-        networks = NetworkCache(job.layers)
-        networks.networks[job.config.model] = self._network(job.config, job.layers)
-        with tempfile.TemporaryDirectory(prefix="nstvideo-layer-") as folder:
-            image_path, video_path = Path(folder) / "layer.png", Path(folder) / "layer.mp4"
-            render = render_layer(styles, job.config, job.layer, networks, image_path, video_path)
-            return StillDone(job.key, image_path.read_bytes(),
-                             {"style": render.final_style_loss}, 0,
-                             time.perf_counter() - started, video_path.read_bytes(),
-                             render.frames, **where)
+                         time.perf_counter() - started, **self.where())

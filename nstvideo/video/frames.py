@@ -30,6 +30,7 @@ from ..optim.engine import Callback, OptimResult, Stage, autograd_evaluator, opt
 from ..still.blockwise import BlockwiseObjective
 from ..still.schedule import ScaleStep
 from ..still.stylize import Placement, initial_canvas, placement, style_at_scale
+from . import cuts
 from . import flow as flowlib
 from .lookahead import FlowAhead, with_next
 
@@ -212,6 +213,10 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
         for (frame, current), upcoming in with_next(items) if ahead else ((i, None) for i in items):
             started = time.perf_counter()
             height, width = frame.shape[-2:]
+            if (earlier and video.temporal != "none"
+                    and cuts.is_cut(earlier[-1].content, current, video.cut_threshold)):
+                earlier.clear()  # a new shot: nothing of the old one is warped into it
+            opens = not earlier  # a chain's first frame: the video's, a segment's, a shot's
             target = optimized_space(frame)
             objective, evaluate = frame_objective(network, target, terms, tile_size, where)
             # a network's pass costs a forward of its own: run only where its painting is used
@@ -258,8 +263,8 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 flows.prefetch(index + 1, upcoming[1], reaching_back(inputs, distances))
             extra = first_frame_callbacks if index == 0 else ()
             result = optimize(start.to(where.canvas), evaluate, where.optim,
-                              iterations=(config.optim.iterations if earlier
-                                          else first_iterations(config)),
+                              iterations=(first_iterations(config) if opens
+                                          else config.optim.iterations),
                               callbacks=list(callbacks) + list(extra),
                               stage=Stage(f"frame {index + 1}/{total}", index, total))
             if tile_size:  # blocks shrunk after running out of memory stay shrunk for later frames
