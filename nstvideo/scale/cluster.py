@@ -51,6 +51,9 @@ class Cluster:
     nodes: int
 
 
+_held: list[Cluster] = []  # the connections this process holds, innermost last
+
+
 @contextmanager
 def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
               quiet: bool = False) -> Iterator[Cluster]:
@@ -58,6 +61,9 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
     by --ray or $RAY_ADDRESS (disconnected after), or a local instance started here with at least
     a CPU per worker thread (shut down after), however the run ends."""
     ray = import_ray()
+    if ray.is_initialized() and _held:  # a run inside a job that connected (a folder's videos)
+        yield _held[-1]
+        return
     started = time.perf_counter()
     started_here = initialized_here = False
     logging_level = logging.ERROR if quiet else logging.WARNING  # not Ray's INFO lines
@@ -81,12 +87,15 @@ def connected(scale: ScaleConfig, workers: int, threads: Optional[int], *,
                 started_here = initialized_here = True
         except ConnectionError as error:
             raise UsageError(f"cannot reach the Ray cluster at {address}: {error}") from None
+    held = len(_held)
     try:
         resources = ray.cluster_resources()
         alive = [node for node in ray.nodes() if node.get("Alive")]
-        yield Cluster(started_here, time.perf_counter() - started, resources.get("CPU", 0.0),
-                      resources.get("GPU", 0.0), len(alive))
+        _held.append(Cluster(started_here, time.perf_counter() - started,
+                             resources.get("CPU", 0.0), resources.get("GPU", 0.0), len(alive)))
+        yield _held[-1]
     finally:
+        del _held[held:]
         if initialized_here:  # stops the local instance; from a cluster, only disconnects
             ray.shutdown()
 
