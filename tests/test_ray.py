@@ -248,6 +248,34 @@ def test_a_worker_that_cannot_read_an_input_names_its_node(clip, ray_cluster, tm
         pool.stop()
 
 
+def test_workers_a_busy_cluster_cannot_place_are_one_line_naming_what_is_free(clip, ray_cluster,
+                                                                             monkeypatch):
+    from nstvideo.config import StylizeConfig
+    from nstvideo.errors import UsageError
+    from nstvideo.scale import cluster
+    from nstvideo.scale.worker import SegmentWorker, VideoJob
+
+    @ray.remote(num_cpus=2)
+    class Elsewhere:  # another job holding both of the cluster's CPUs
+        def ready(self):
+            return True
+
+    other = Elsewhere.remote()
+    ray.get(other.ready.remote())
+    monkeypatch.setattr(cluster, "HELLO_TIMEOUT_S", 3)
+    clip_path, style = clip
+    config = StylizeConfig().replace(model={"weights": "random", "device": "cpu"})
+    job = VideoJob(str(clip_path), (str(style),), config, 0, FRAMES, HEIGHT, WIDTH)
+    pool = cluster.WorkerPool(SegmentWorker, (job,), "cpu", cluster.Cluster(False, 0.0, 2.0, 0.0, 1),
+                              1, 1, 0)
+    try:
+        with pytest.raises(UsageError, match="need 1 CPU.* has 0 CPU.* free"):
+            pool.greet()
+    finally:
+        pool.stop()
+        ray.kill(other)
+
+
 def test_dry_run_prints_the_segments_windows_and_their_cost(clip, capsys):
     clip_path, style = clip
     assert main(["stylize", str(clip_path), "--style", str(style), "-o", "/tmp/never.mp4", *FAST,

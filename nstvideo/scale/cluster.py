@@ -145,8 +145,11 @@ class WorkerPool:
     def greet(self) -> list[dict]:
         """Every worker's node, pid and device; refuses the run, naming the node, when one of them
         cannot read an input."""
-        answers = self.ray.get([actor.hello.remote() for actor in self.actors],
-                               timeout=HELLO_TIMEOUT_S)
+        try:
+            answers = self.ray.get([actor.hello.remote() for actor in self.actors],
+                                   timeout=HELLO_TIMEOUT_S)
+        except self.ray.exceptions.GetTimeoutError:
+            raise UsageError(self._not_placed()) from None
         for answer in answers:
             if answer["unreadable"]:
                 raise UsageError(f"worker on node {answer['node']} cannot read "
@@ -154,6 +157,19 @@ class WorkerPool:
                                  "readable on every node of the cluster")
         self.info = answers
         return answers
+
+    def _not_placed(self) -> str:
+        """Why the workers did not start: what each needs against what the cluster has free (its
+        other jobs hold the rest; Ray queues the actors until they are released)."""
+        free = self.ray.available_resources()
+        if self.options["num_gpus"]:
+            need, have = f"{len(self.actors)} GPU(s)", f"{free.get('GPU', 0.0):g} GPU(s)"
+        else:
+            need = f"{len(self.actors) * self.threads} CPU(s)"
+            have = f"{free.get('CPU', 0.0):g} CPU(s)"
+        return (f"the workers did not start within {HELLO_TIMEOUT_S} s: they need {need} and the "
+                f"Ray cluster has {have} free (other jobs hold the rest); run again when they "
+                "are done, or ask for fewer --workers or --threads")
 
     def prepare(self, *arguments) -> list[dict]:
         """Every worker builds its network (and a video's style targets) in parallel; a worker's
