@@ -158,11 +158,8 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
     quiet = config.output.quiet
     done = segmented.frames_done()
     if not quiet:
-        nodes = sorted({hello["node"] for hello in hellos})
-        print(f"nstvideo: {len(pool.actors)} worker(s) x {threads} thread(s) on "
-              f"{', '.join(nodes)} ({hellos[0]['device']}); {len(plan.segments)} segment(s); "
-              f"Ray {'started' if ray_cluster.started_here else 'joined'} in "
-              f"{ray_cluster.start_seconds:.1f} s", file=sys.stderr)
+        print(workers_line(hellos, threads, ray_cluster, f"{len(plan.segments)} segment(s)"),
+              file=sys.stderr)
         if begun:
             print(f"nstvideo: resuming with {done}/{count} frames done in {segmented.path}",
                   file=sys.stderr)
@@ -213,6 +210,15 @@ def _render_and_encode(args, config, scale, *, info, output, segmented, plan, be
     return EXIT_OK
 
 
+def workers_line(hellos, threads: int, ray_cluster, work: str) -> str:
+    """The line that says where the work runs: workers, threads, nodes, device, Ray's start-up."""
+    nodes = sorted({hello["node"] for hello in hellos})
+    return (f"nstvideo: {len(hellos)} worker(s) x {threads} thread(s) on {', '.join(nodes)} "
+            f"({hellos[0]['device']}); {work}; Ray "
+            f"{'started' if ray_cluster.started_here else 'joined'} in "
+            f"{ray_cluster.start_seconds:.1f} s")
+
+
 def plan_join_iterations(plan, config: StylizeConfig) -> int:
     """The refining passes' iterations the plan was made with (kept in the state)."""
     return max(1, round(plan.join_fraction * config.optim.iterations))
@@ -242,11 +248,8 @@ def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_don
             prepared = pool.prepare(jobs[0].config, layers)
             warn_if_random(types.SimpleNamespace(is_random=prepared[0]["random"]), quiet)
             if not quiet:
-                nodes = sorted({hello["node"] for hello in hellos})
-                print(f"nstvideo: {workers} worker(s) x {threads} thread(s) on {', '.join(nodes)} "
-                      f"({hellos[0]['device']}) for {len(jobs)} still(s); Ray "
-                      f"{'started' if ray_cluster.started_here else 'joined'} in "
-                      f"{ray_cluster.start_seconds:.1f} s", file=sys.stderr)
+                print(workers_line(hellos, threads, ray_cluster, f"{len(jobs)} still(s)"),
+                      file=sys.stderr)
             return driver.run_stills(pool, jobs, on_done, keep_going=keep_going)
         finally:
             pool.stop()
