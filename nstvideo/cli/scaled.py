@@ -240,7 +240,8 @@ def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_don
     layers = jobs[0].layers
     with cluster.connected(scale, workers, scale.threads, quiet=quiet) as ray_cluster:
         threads = scale.threads or cluster.default_threads(ray_cluster, workers)
-        pool = cluster.WorkerPool(body or StillWorker, (tuple(dict.fromkeys(paths)),),
+        pool = cluster.WorkerPool(body or StillWorker,
+                                  (tuple(dict.fromkeys(paths)), config.model.device),
                                   config.model.device,
                                   ray_cluster, workers, threads, scale.max_restarts)
         try:

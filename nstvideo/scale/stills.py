@@ -59,10 +59,10 @@ class StillDone:
 
 class StillWorker:
     """The body of one Ray actor for still jobs. ``paths`` are the files every job of the run
-    reads (checked by ``hello``)."""
+    reads (checked by ``hello``); ``device`` is --device (what ``hello`` reports)."""
 
-    def __init__(self, paths: tuple[str, ...], threads: Optional[int]):
-        self.paths = paths
+    def __init__(self, paths: tuple[str, ...], device: str, threads: Optional[int]):
+        self.paths, self.device = paths, device
         if threads:
             torch.set_num_threads(threads)
         self._networks: dict = {}
@@ -71,7 +71,8 @@ class StillWorker:
     def hello(self) -> dict:
         unreadable = [path for path in self.paths if not os.access(path, os.R_OK)]
         return {"node": platform.node(), "pid": os.getpid(), "unreadable": unreadable,
-                "device": str(runtime.resolve_device("auto")), "threads": torch.get_num_threads()}
+                "device": str(runtime.resolve_device(self.device)),
+                "threads": torch.get_num_threads()}
 
     def prepare(self, config: StylizeConfig, layers: tuple[str, ...]) -> dict:
         """Build the network now (a bad weights file fails here, before any output)."""
