@@ -259,12 +259,9 @@ def spread_stills(scale: ScaleConfig, config: StylizeConfig, jobs, paths, on_don
 def job_files(config: StylizeConfig, *inputs: str) -> list[str]:
     """The files a still job reads besides its content: the styles given, a weights file, an
     init image."""
-    found = list(inputs)
-    if config.model.weights not in (None, "random", "hed"):
-        found.append(config.model.weights)
-    if config.schedule.init not in ("content", "noise", "blend"):
-        found.append(config.schedule.init)
-    return found
+    from ..scale.worker import named_files
+
+    return [*inputs, *named_files(config, init=True)]
 
 
 def batch_spreader(args: argparse.Namespace, config: StylizeConfig):

@@ -62,10 +62,17 @@ class VideoJob:
 
         found = ([str(p) for p in ImageSequence.find(self.input).files[:1]]
                  if is_pattern(self.input) and not os.path.isfile(self.input) else [self.input])
-        weights = self.config.model.weights
-        if weights not in (None, "random", "hed"):
-            found.append(weights)
-        return found + list(self.styles)
+        return found + named_files(self.config) + list(self.styles)
+
+
+def named_files(config: StylizeConfig, *, init: bool = False) -> list[str]:
+    """The files a job's settings name: a weights file, and with ``init`` an init image."""
+    found = []
+    if config.model.weights not in (None, "random", "hed"):
+        found.append(config.model.weights)
+    if init and config.schedule.init not in ("content", "noise", "blend"):
+        found.append(config.schedule.init)
+    return found
 
 
 @dataclass(frozen=True)

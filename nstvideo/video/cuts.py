@@ -39,12 +39,6 @@ def distance(previous: np.ndarray, current: np.ndarray) -> float:
     return float(cv2.compareHist(previous, current, cv2.HISTCMP_BHATTACHARYYA))
 
 
-def is_cut(previous: np.ndarray, current: np.ndarray, threshold: float) -> bool:
-    """Whether ``current`` opens a new shot after ``previous`` (both RGB frames); a threshold of
-    1 or more never cuts."""
-    return threshold < 1 and distance(signature(previous), signature(current)) > threshold
-
-
 def find_cuts(frames: Iterable[np.ndarray], threshold: float) -> list[int]:
     """The positions of the frames that open a new shot (never 0), in order."""
     if threshold >= 1:

@@ -209,13 +209,19 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
     earlier = collections.deque((seen(carry.content, carry.output) for carry in history),
                                 maxlen=distances[-1])
     index = start_index
+    watch_cuts = video.temporal != "none" and video.cut_threshold < 1
+    shot_signature = None  # the previous frame's (``cuts.signature``), once it is computed here
     try:
         for (frame, current), upcoming in with_next(items) if ahead else ((i, None) for i in items):
             started = time.perf_counter()
             height, width = frame.shape[-2:]
-            if (earlier and video.temporal != "none"
-                    and cuts.is_cut(earlier[-1].content, current, video.cut_threshold)):
-                earlier.clear()  # a new shot: nothing of the old one is warped into it
+            if watch_cuts:  # each frame's signature once: the next frame compares with it
+                signature = cuts.signature(current)
+                if earlier and cuts.distance(
+                        shot_signature if shot_signature is not None
+                        else cuts.signature(earlier[-1].content), signature) > video.cut_threshold:
+                    earlier.clear()  # a new shot: nothing of the old one is warped into it
+                shot_signature = signature
             opens = not earlier  # a chain's first frame: the video's, a segment's, a shot's
             target = optimized_space(frame)
             objective, evaluate = frame_objective(network, target, terms, tile_size, where)
