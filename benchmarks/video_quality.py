@@ -36,6 +36,7 @@ Prints JSON; ``--out`` writes it too, and ``--strips DIR`` writes first/middle/l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import subprocess
@@ -125,15 +126,27 @@ def regions(kind: str, masks: list[np.ndarray], count: int) -> dict[str, tuple]:
     return {"uncovered": (..., slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))}
 
 
-def against_fresh(last: np.ndarray, fresh: np.ndarray, kind: str, masks: list[np.ndarray],
-                  count: int, probe, grams) -> dict:
-    """Each region's style distance in the video's last frame over that of the same region in the
-    last frame stylized on its own with the first frame's budget: the same content, so 1 is "as
-    stylized as a first frame", whatever the region shows."""
-    video, alone = images.to_tensor(last), images.to_tensor(fresh)
-    return {f"{name}_vs_fresh": quality.style_distance(probe, video[index], grams)
-            / quality.style_distance(probe, alone[index], grams)
-            for name, index in regions(kind, masks, count).items()}
+def against_fresh(last: np.ndarray, fresh: np.ndarray, content: np.ndarray, kind: str,
+                  masks: list[np.ndarray], count: int, probe, grams) -> dict:
+    """Each region of the video's last frame against the same region of the last frame stylized on
+    its own with the first frame's budget: the same content, so 1 is "as stylized as a first
+    frame", whatever the region shows. ``*_vs_fresh``: its style distance seen in the frame
+    around it (``quality.region_distances``); ``*_content_vs_fresh``: its distance from the
+    input's content there (a fill that copies painted texture from beside the region matches the
+    style and loses the content); ``*_crop_vs_fresh``: the style distance of the region cropped
+    out, the older figure (it called a pale, streaked strip more stylized than a fresh one)."""
+    video, alone, source = (images.to_tensor(a) for a in (last, fresh, content))
+    row = {}
+    for name, index in regions(kind, masks, count).items():
+        inside = torch.zeros(1, 1, *last.shape[:2])
+        inside[index] = 1
+        mine, theirs = (quality.region_distances(probe, frame, inside, grams, source)
+                        for frame in (video, alone))
+        row[f"{name}_vs_fresh"] = mine["style"] / theirs["style"]
+        row[f"{name}_content_vs_fresh"] = mine["content"] / theirs["content"]
+        row[f"{name}_crop_vs_fresh"] = (quality.style_distance(probe, video[index], grams)
+                                        / quality.style_distance(probe, alone[index], grams))
+    return row
 
 
 def late_against_first(frames: list[np.ndarray], probe, grams) -> dict:
@@ -185,6 +198,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--strips", type=Path, help="folder for first/middle/last strips (PNG)")
+    parser.add_argument("--keep", type=Path, help="folder to keep the clips, runs and work frames in "
+                        "(default: a temporary one, removed)")
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     variants = dict(v.split("=", 1) if "=" in v else (v, "") for v in args.variants)
@@ -195,7 +210,8 @@ def main() -> None:
         if args.weights == "hed" else quality.probe_network()
     style = images.load(args.style)
     rows = []
-    with tempfile.TemporaryDirectory() as temp:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as temp:
+        Path(temp).mkdir(parents=True, exist_ok=True)
         for kind in args.clips:
             width, height = args.size, args.size * 2 // 3
             inputs, masks = make_clip(kind, width, height, args.frames)
@@ -226,7 +242,8 @@ def main() -> None:
                     later = json.loads(report.read_text())["frames_this_run"][1:]
                     row = {"clip": kind, "budget": budget, "variant": name,
                            **measure(frames, masks, kind, probe, grams),
-                           **against_fresh(frames[-1], fresh, kind, masks, args.frames, probe, grams),
+                           **against_fresh(frames[-1], fresh, inputs[-1].astype(np.float32) / 255, kind,
+                                           masks, args.frames, probe, grams),
                            "style_late_mp4": encoded["style_late"], "detail_mp4": encoded["detail"],
                            "seconds_per_frame": float(np.mean([f["seconds"] for f in later]))}
                     if name == "temporal=none":

@@ -14,6 +14,7 @@ from typing import Mapping, Optional, Sequence
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..network.features import VGGFeatures
 from ..network.losses import energy, gram
@@ -42,6 +43,43 @@ def style_distance(network: VGGFeatures, image: torch.Tensor,
     """Mean over the probe's layers of mean((G − Gs)²) / mean(Gs²): 0 is the style's statistics."""
     grams = probe_grams(network, image)
     return float(np.mean([float((grams[k] - g).pow(2).mean() / energy(g)) for k, g in style_grams.items()]))
+
+
+def _masked(features: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(C, N): the features at the positions at least half inside the (1, 1, H, W) region, at the
+    layer's resolution."""
+    share = F.adaptive_avg_pool2d(region.float(), features.shape[-2:]).flatten()
+    return features[0].flatten(1)[:, share >= 0.5].float()
+
+
+@torch.no_grad()
+def region_distances(network: VGGFeatures, frame: torch.Tensor, region: torch.Tensor,
+                     style_grams: Mapping[str, torch.Tensor], content: torch.Tensor) -> dict[str, float]:
+    """How a region of a (1, 3, H, W) frame is painted, seen in the frame around it (the probe's
+    features of the whole frame, read at the region's positions; a crop would be judged at its
+    edges, and a thin strip alone has too few positions at the deeper layers):
+
+    - ``style``: mean over the probe's layers of the region's Gram against the style's, as
+      ``style_distance``;
+    - ``content``: the region's features against those of ``content`` (the input frame) at the
+      probe's deepest layer, mean((F − Fc)²) / mean(Fc²).
+
+    Neither alone says "painted": copied texture matches the style's Gram while it loses the
+    content (a fill mirrored from the painted pixels beside it lost the eye it uncovered), and
+    the content showing through is close to the content while it is far from the style. Judged
+    against the same region of a frame stylized on its own, both near 1 is "as painted as a
+    first frame". ``region`` is (1, 1, H, W), 1 inside."""
+    painted, original = network(frame), network(content)
+    style = []
+    for name, target in style_grams.items():
+        flat = _masked(painted[name], region)
+        grams = flat @ flat.T / flat.numel()
+        style.append(float((grams - target).pow(2).mean() / energy(target)))
+    deepest = list(painted)[-1]
+    mine = _masked(painted[deepest], region)
+    theirs = _masked(original[deepest], region)
+    return {"style": float(np.mean(style)),
+            "content": float((mine - theirs).pow(2).mean() / theirs.pow(2).mean().clamp_min(1e-12))}
 
 
 def strip_ratios(network: VGGFeatures, frame: torch.Tensor, style_grams: Mapping[str, torch.Tensor],
