@@ -62,6 +62,7 @@ BUDGETS = {"default": [], "low": ["--iterations", "15", "--first-iterations", "6
 SHIFT = (2, 1)
 SQUARE = (220, 40, 40)
 LATE = 6
+EDGE = 8  # px: the pan's leading edge
 
 
 def scene(width: int, height: int) -> np.ndarray:
@@ -114,11 +115,13 @@ def read_work_frames(folder: Path) -> list[np.ndarray]:
 
 def regions(kind: str, masks: list[np.ndarray], count: int) -> dict[str, tuple]:
     """The last frame's regions that must be as painted as the rest, as index tuples: for the pan
-    the strips that entered (right, bottom), for the occlusion the box the square uncovered (up to
+    the strips that entered (right, bottom; ``right_edge``: what entered in the last EDGE / 2
+    frames, the leading edge a viewer sees in every frame), for the occlusion the box the square uncovered (up to
     its left edge: the square itself, flat in the content, is no part of it)."""
     if kind == "pan":
         right, bottom = min(40, SHIFT[0] * (count - 1)), min(20, SHIFT[1] * (count - 1))
         return {"right": (..., slice(None), slice(-right, None)),
+                "right_edge": (..., slice(None), slice(-EDGE, None)),
                 "bottom": (..., slice(-bottom, None), slice(None))}
     uncovered = np.any(masks[:-1], axis=0) & ~masks[-1]
     uncovered[:, np.nonzero(masks[-1])[1].min():] = False
@@ -130,22 +133,26 @@ def against_fresh(last: np.ndarray, fresh: np.ndarray, content: np.ndarray, kind
                   masks: list[np.ndarray], count: int, probe, grams) -> dict:
     """Each region of the video's last frame against the same region of the last frame stylized on
     its own with the first frame's budget: the same content, so 1 is "as stylized as a first
-    frame", whatever the region shows. ``*_vs_fresh``: its style distance seen in the frame
-    around it (``quality.region_distances``); ``*_content_vs_fresh``: its distance from the
-    input's content there (a fill that copies painted texture from beside the region matches the
-    style and loses the content); ``*_crop_vs_fresh``: the style distance of the region cropped
-    out, the older figure (it called a pale, streaked strip more stylized than a fresh one)."""
+    frame", whatever the region shows.
+
+    - ``*_vs_fresh``: the region's style distance (cropped out);
+    - ``*_detail_vs_fresh``: its detail in its poorer direction (``quality.region_detail``): a
+      fill drawn out into streaks has little across them, and the style distance of a thin band
+      does not see it (the strips show it; this figure agrees with them);
+    - ``*_content_vs_fresh``: its distance from the input's content there (a fill that copies
+      painted texture from beside the region matches the style and loses the content)."""
     video, alone, source = (images.to_tensor(a) for a in (last, fresh, content))
     row = {}
     for name, index in regions(kind, masks, count).items():
-        inside = torch.zeros(1, 1, *last.shape[:2])
-        inside[index] = 1
-        mine, theirs = (quality.region_distances(probe, frame, inside, grams, source)
-                        for frame in (video, alone))
-        row[f"{name}_vs_fresh"] = mine["style"] / theirs["style"]
-        row[f"{name}_content_vs_fresh"] = mine["content"] / theirs["content"]
-        row[f"{name}_crop_vs_fresh"] = (quality.style_distance(probe, video[index], grams)
-                                        / quality.style_distance(probe, alone[index], grams))
+        inside = np.zeros(last.shape[:2], dtype=bool)
+        inside[index[1:]] = True
+        region = torch.from_numpy(inside)[None, None]
+        row[f"{name}_vs_fresh"] = (quality.style_distance(probe, video[index], grams)
+                                   / quality.style_distance(probe, alone[index], grams))
+        row[f"{name}_detail_vs_fresh"] = (quality.region_detail(last, inside)
+                                          / quality.region_detail(fresh, inside))
+        row[f"{name}_content_vs_fresh"] = (quality.region_content(probe, video, region, source)
+                                           / quality.region_content(probe, alone, region, source))
     return row
 
 

@@ -53,33 +53,33 @@ def _masked(features: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def region_distances(network: VGGFeatures, frame: torch.Tensor, region: torch.Tensor,
-                     style_grams: Mapping[str, torch.Tensor], content: torch.Tensor) -> dict[str, float]:
-    """How a region of a (1, 3, H, W) frame is painted, seen in the frame around it (the probe's
-    features of the whole frame, read at the region's positions; a crop would be judged at its
-    edges, and a thin strip alone has too few positions at the deeper layers):
-
-    - ``style``: mean over the probe's layers of the region's Gram against the style's, as
-      ``style_distance``;
-    - ``content``: the region's features against those of ``content`` (the input frame) at the
-      probe's deepest layer, mean((F − Fc)²) / mean(Fc²).
-
-    Neither alone says "painted": copied texture matches the style's Gram while it loses the
-    content (a fill mirrored from the painted pixels beside it lost the eye it uncovered), and
-    the content showing through is close to the content while it is far from the style. Judged
-    against the same region of a frame stylized on its own, both near 1 is "as painted as a
-    first frame". ``region`` is (1, 1, H, W), 1 inside."""
+def region_content(network: VGGFeatures, frame: torch.Tensor, region: torch.Tensor,
+                   content: torch.Tensor) -> float:
+    """How far a region of a (1, 3, H, W) frame has moved from the input frame ``content``: the
+    probe's features at its deepest layer, of the whole frames, read at the (1, 1, H, W) region's
+    positions: mean((F − Fc)²) / mean(Fc²). A fill that copies painted texture from beside the
+    region can match the style while it loses what the region shows (a mirrored fill lost the eye
+    an occluder uncovered); this figure, against a fresh frame's, says so."""
     painted, original = network(frame), network(content)
-    style = []
-    for name, target in style_grams.items():
-        flat = _masked(painted[name], region)
-        grams = flat @ flat.T / flat.numel()
-        style.append(float((grams - target).pow(2).mean() / energy(target)))
     deepest = list(painted)[-1]
-    mine = _masked(painted[deepest], region)
-    theirs = _masked(original[deepest], region)
-    return {"style": float(np.mean(style)),
-            "content": float((mine - theirs).pow(2).mean() / theirs.pow(2).mean().clamp_min(1e-12))}
+    mine, theirs = _masked(painted[deepest], region), _masked(original[deepest], region)
+    return float((mine - theirs).pow(2).mean() / theirs.pow(2).mean().clamp_min(1e-12))
+
+
+def region_detail(frame: np.ndarray, region: np.ndarray) -> float:
+    """Detail of a region of an (H, W, 3) [0, 1] frame in its poorer direction: the smaller of the
+    mean squared horizontal and vertical Sobel derivatives of the luminance over the (H, W)
+    boolean region (its one-pixel frame border left out). A fill drawn out from the pixels beside
+    a hole, frame after frame, is a band of streaks along one direction, with next to no detail
+    across them; painted strokes, and the content, have detail both ways. The style Gram of such
+    a band matched the style's better than a fresh frame's paint did (0.23 of it, for the pale,
+    streaked band at a pan's right edge)."""
+    grey = cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+    inside = region.copy()
+    inside[[0, -1], :] = False
+    inside[:, [0, -1]] = False
+    return min(float(np.square(cv2.Sobel(grey, cv2.CV_32F, dx, 1 - dx, ksize=3))[inside].mean())
+               for dx in (0, 1))
 
 
 def strip_ratios(network: VGGFeatures, frame: torch.Tensor, style_grams: Mapping[str, torch.Tensor],
