@@ -8,6 +8,7 @@ relu3_1, the real command at a low budget: seconds on a CPU.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -139,6 +140,34 @@ def test_an_inpainted_hole_keeps_the_frames_own_detail():
     assert quality.laplacian_variance(detailed[hole]) > 0.01
     assert abs(float(detailed[hole][..., 2].mean()) - 0.6) < 0.1  # still the painted colour
     assert np.array_equal(detailed[mask > 0.5], painted[mask > 0.5])
+
+
+def test_a_transferred_fill_is_what_the_painting_shows_there_without_streaks():
+    """A strip entering at the right edge of a painting whose colours are a per-channel remap of
+    the content: the transferred fill gives the hole the content's structure in the painting's
+    colours (close to what the painting holds there); inpainting draws the column beside the
+    hole across it, plus the content's fine detail at the content's contrast, not the
+    painting's."""
+    rng = np.random.default_rng(0)
+    content = cv2.GaussianBlur(rng.random((48, 64, 3), dtype=np.float32), (0, 0), 1.2)
+    content = (content - content.min()) / (content.max() - content.min())
+    painting = np.clip(np.array([0.5, 0.1, 0.2], np.float32)
+                       + (content - 0.5) * np.array([0.4, 1.6, 2.2], np.float32) + 0.3, 0, 1)
+    mask = np.ones((48, 64), dtype=np.float32)
+    mask[:, -6:] = 0
+    start = painting.copy()
+    start[:, -6:] = 0.0  # whatever the warp left there
+    filled = {"transfer": flowlib.transfer_unreliable(start, mask, content),
+              "inpaint": flowlib.inpaint_unreliable(start, mask, detail_from=content)}
+    hole = np.zeros((48, 64), dtype=bool)
+    hole[:, -6:] = True
+    error = {name: float(np.abs(image - painting)[hole].mean()) for name, image in filled.items()}
+    detail = {name: quality.region_detail(image, hole) / quality.region_detail(painting, hole)
+              for name, image in filled.items()}
+    # measured: error 0.010 transferred, 0.12 inpainted; detail 0.80 and 0.54 of the painting's
+    assert error["transfer"] < 0.06 and error["inpaint"] > 2 * error["transfer"], error
+    assert detail["transfer"] > 0.7 and detail["transfer"] > 1.3 * detail["inpaint"], detail
+    assert np.array_equal(filled["transfer"][~hole], start[~hole])
 
 
 def test_masked_gram_is_the_gram_of_the_region():

@@ -181,6 +181,48 @@ def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, detail_from: np.ndar
     return np.where(holes[..., None] > 0, filled, image)
 
 
+FILL_SIGMA = 6.0  # px: how far around a hole the painted pixels give the statistics it takes
+FILL_GAIN_MAX = 4.0  # the most a hole's content contrast is raised to match the painting's
+
+
+def _local_statistics(values: np.ndarray, weights: np.ndarray, sigma: float
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, spread) of ``values`` (H, W, C) over the pixels ``weights`` (H, W, 0 or 1) marks,
+    Gaussian-weighted around every pixel (normalised convolution). Where no marked pixel is near
+    enough to carry weight, those of all the marked pixels."""
+    total = cv2.GaussianBlur(weights, (0, 0), sigma)[..., None]
+    marked = weights > 0
+    means, squares = (cv2.GaussianBlur(v * weights[..., None], (0, 0), sigma)
+                      / np.maximum(total, 1e-6) for v in (values, values * values))
+    far = total[..., 0] < 1e-3
+    if far.any():
+        means[far] = values[marked].mean(0)
+        squares[far] = (values[marked] ** 2).mean(0)
+    return means, np.sqrt(np.maximum(squares - means * means, 0.0))
+
+
+def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray,
+                        sigma: float = FILL_SIGMA) -> np.ndarray:
+    """An (H, W, 3) [0, 1] image with its unreliable pixels filled with the current input frame
+    ``content`` in the painting's colours: at each pixel the content's local mean and spread (per
+    channel, over the reliable pixels around it, a Gaussian of ``sigma`` px) are mapped onto those
+    of the painted pixels there (a local Reinhard transfer). Inpainting draws the pixels beside a
+    hole across it; where something enters a frame, a strip every frame, the strips line up into
+    streaks along the motion that the frame's iterations do not undo. This fill has the content's
+    structure (an uncovered eye is there) at the painting's palette and contrast."""
+    holes = mask < 0.5
+    if not holes.any() or holes.all():
+        return image
+    weights = (~holes).astype(np.float32)
+    painted = np.ascontiguousarray(image, dtype=np.float32)
+    content = np.ascontiguousarray(content, dtype=np.float32)
+    (paint_mean, paint_spread), (content_mean, content_spread) = (
+        _local_statistics(x, weights, sigma) for x in (painted, content))
+    gain = np.clip(paint_spread / np.maximum(content_spread, 1e-3), 0.0, FILL_GAIN_MAX)
+    filled = np.clip(paint_mean + (content - content_mean) * gain, 0.0, 1.0)
+    return np.where(holes[..., None], filled, image)
+
+
 def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,
                   mask: np.ndarray) -> float:
     """Lai et al.: mean squared difference between frame a and frame b warped back onto it, over

@@ -246,6 +246,9 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                 if painter is not None:  # what the warp cannot cover is painted by the network
                     fresh = (optimized_space(painter(frame)) if float(mask.min()) < 1
                              else torch.zeros_like(warped_t))
+                elif video.fill == "transfer":
+                    fresh = images.to_tensor(flowlib.transfer_unreliable(
+                        warped, mask, images.to_array(target)))
                 elif video.fill == "inpaint":
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(
                         warped, mask, detail_from=images.to_array(target)))
