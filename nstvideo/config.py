@@ -308,7 +308,10 @@ class VideoConfig:
                                "across (1: never)")
     fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "
                     "previous output inpainted from around it (already painted colours) with the "
-                    "frame's own fine detail, or from the content", choices=("inpaint", "content"))
+                    "frame's own fine detail; from the frame's content in the local colours and "
+                    "contrast of the painted pixels around it (transfer: no streaks where a pan "
+                    "brings in a strip every frame); or from the content",
+                    choices=("inpaint", "transfer", "content"))
 
 
 SECTIONS["video"] = VideoConfig
