@@ -306,12 +306,12 @@ class VideoConfig:
                                "histograms, 0..1; motion gives under 0.2, a cut 0.8 or more) opens "
                                "a new shot, painted like a first frame with nothing warped "
                                "across (1: never)")
-    fill: str = opt("inpaint", "where the warp cannot be trusted, a frame starts from the warped "
-                    "previous output inpainted from around it (already painted colours) with the "
-                    "frame's own fine detail; from the frame's content in the local colours and "
-                    "contrast of the painted pixels around it (transfer: no streaks where a pan "
-                    "brings in a strip every frame); or from the content",
-                    choices=("inpaint", "transfer", "content"))
+    fill: str = opt("transfer", "where the warp cannot be trusted, a frame starts from the frame's "
+                    "content in the local colours and contrast of the painted pixels around it "
+                    "(transfer); from the warped previous output inpainted from around it with the "
+                    "frame's own fine detail (inpaint: streaks where a pan brings in a strip every "
+                    "frame, and an uncovered eye smeared); or from the content",
+                    choices=("transfer", "inpaint", "content"))
 
 
 SECTIONS["video"] = VideoConfig
