@@ -183,6 +183,8 @@ def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, detail_from: np.ndar
 
 FILL_SIGMA = 6.0  # px: how far around a hole the painted pixels give the statistics it takes
 FILL_GAIN_MAX = 4.0  # the most a hole's content contrast is raised to match the painting's
+FILL_GRAIN = 1.0  # the fill's grain, in units of the painting's local fine-detail spread
+GRAIN_SIGMA = 1.0  # px: the grain's blur
 
 
 def _local_statistics(values: np.ndarray, weights: np.ndarray, sigma: float
@@ -202,14 +204,21 @@ def _local_statistics(values: np.ndarray, weights: np.ndarray, sigma: float
 
 
 def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray,
-                        sigma: float = FILL_SIGMA) -> np.ndarray:
+                        sigma: float = FILL_SIGMA, grain: float = FILL_GRAIN,
+                        seed: int = 0) -> np.ndarray:
     """An (H, W, 3) [0, 1] image with its unreliable pixels filled with the current input frame
     ``content`` in the painting's colours: at each pixel the content's local mean and spread (per
     channel, over the reliable pixels around it, a Gaussian of ``sigma`` px) are mapped onto those
     of the painted pixels there (a local Reinhard transfer). Inpainting draws the pixels beside a
     hole across it; where something enters a frame, a strip every frame, the strips line up into
     streaks along the motion that the frame's iterations do not undo. This fill has the content's
-    structure (an uncovered eye is there) at the painting's palette and contrast."""
+    structure (an uncovered eye is there) at the painting's palette and contrast.
+
+    Where the content is smooth that is a smooth fill, and a frame's iterations (15 to 100, not a
+    first frame's) do not paint a smooth start: the strip stays unpainted. So the fill also gets
+    ``grain`` times the painting's own grain: seeded noise at GRAIN_SIGMA px, as strong as the
+    local spread of the painted pixels' fine detail (the painting less its Gaussian blur at
+    DETAIL_SIGMA) around it, which the iterations turn into strokes."""
     holes = mask < 0.5
     if not holes.any() or holes.all():
         return image
@@ -219,8 +228,16 @@ def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray
     (paint_mean, paint_spread), (content_mean, content_spread) = (
         _local_statistics(x, weights, sigma) for x in (painted, content))
     gain = np.clip(paint_spread / np.maximum(content_spread, 1e-3), 0.0, FILL_GAIN_MAX)
-    filled = np.clip(paint_mean + (content - content_mean) * gain, 0.0, 1.0)
-    return np.where(holes[..., None], filled, image)
+    filled = paint_mean + (content - content_mean) * gain
+    if grain > 0:
+        fine = painted - cv2.GaussianBlur(painted, (0, 0), DETAIL_SIGMA)
+        _, fine_spread = _local_statistics(fine, weights, sigma)
+        # one field for the three channels: light and dark grain in the painting's colours, not
+        # speckles of every colour
+        noise = np.random.default_rng(seed).standard_normal(painted.shape[:2], dtype=np.float32)
+        noise = cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA)
+        filled += grain * fine_spread * (noise / max(float(noise.std()), 1e-6))[..., None]
+    return np.where(holes[..., None], np.clip(filled, 0.0, 1.0), image)
 
 
 def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,

@@ -248,7 +248,7 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                              else torch.zeros_like(warped_t))
                 elif video.fill == "transfer":
                     fresh = images.to_tensor(flowlib.transfer_unreliable(
-                        warped, mask, images.to_array(target)))
+                        warped, mask, images.to_array(target), seed=sched.seed + index))
                 elif video.fill == "inpaint":
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(
                         warped, mask, detail_from=images.to_array(target)))
