@@ -52,6 +52,7 @@ def runs(pan):
     grams = quality.probe_grams(probe, images.load(style_path))
     outputs = {name: stylized(pan, style_path, name, extra)
                for name, extra in (("default", []), ("old", OLD_WAY),
+                                   ("inpaint", ["--fill", "inpaint"]),
                                    ("none", ["--temporal", "none"]))}
     return outputs, probe, grams
 
@@ -80,6 +81,15 @@ def test_what_enters_the_frame_is_painted_like_the_rest(runs, pan):
     # bottom with the forehead at the top: content, as much as paint)
     assert max(ratios["default"].values()) < 2.0, ratios
     assert ratios["old"]["bottom"] > 1.25 * ratios["default"]["bottom"], ratios
+    # the leading edge (what entered in the last four frames), by its detail across the motion:
+    # an inpainted fill lines up into streaks there, a smooth one stays unpainted
+    edge = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    edge[:, -4 * SHIFT[0]:] = True
+    detail = {name: quality.region_detail(frames[-1], edge)
+              / quality.region_detail(images.to_array(fresh), edge) for name, frames in outputs.items()}
+    print(detail)
+    assert detail["default"] > 0.5, detail
+    assert detail["default"] > 1.5 * detail["inpaint"], detail
 
 
 def test_late_frames_keep_the_first_frames_detail(runs):
