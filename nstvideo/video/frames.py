@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
@@ -247,8 +248,12 @@ def stylize_frames(frames: Iterable[torch.Tensor], style_grams: Mapping[str, tor
                     fresh = (optimized_space(painter(frame)) if float(mask.min()) < 1
                              else torch.zeros_like(warped_t))
                 elif video.fill == "transfer":
+                    content = images.to_array(target)
+                    # the grain's seed from the frame itself: the same frame gets the same fill
+                    # whatever its index (a resumed run, a Ray segment, a shot cut out alone)
+                    grain_seed = zlib.crc32(content.tobytes(), sched.seed & 0xFFFFFFFF)
                     fresh = images.to_tensor(flowlib.transfer_unreliable(
-                        warped, mask, images.to_array(target), seed=sched.seed + index))
+                        warped, mask, content, seed=grain_seed))
                 elif video.fill == "inpaint":
                     fresh = images.to_tensor(flowlib.inpaint_unreliable(
                         warped, mask, detail_from=images.to_array(target)))
