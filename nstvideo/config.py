@@ -293,7 +293,9 @@ class VideoConfig:
                     choices=("bilinear", "bicubic"))
     local_style_weight: float = opt(2.0, "weight, relative to --style-weight, of a style term of "
                                     "its own for the region the warp cannot trust (what entered "
-                                    "the frame or was uncovered, widened by --local-reach)")
+                                    "the frame or was uncovered, widened by --local-reach), "
+                                    "scaled by the region's share of the frame: each of its "
+                                    "pixels is pulled W times as hard as by the global term")
     new_iterations: int = opt(0, "iterations for what the warp cannot trust (what entered the "
                               "frame or was uncovered, widened by --local-reach), optimized in "
                               "boxes of its own before the frame (0: none; --iterations paints "

@@ -73,6 +73,15 @@ def masked_gram(features: torch.Tensor, root_weights: torch.Tensor, weight_sum: 
     return gram_matrix(flat, 1.0 / (channels * max(weight_sum, EPS)))
 
 
+def region_share(region: torch.Tensor) -> float:
+    """The share of the canvas a (1, 1, H, W) region map in [0, 1] covers: the factor that turns
+    the style loss of the region's own Gram into a term whose gradient per pixel is as strong as
+    the global Gram's. Unscaled, that gradient grows as 1/Σw: on a thin strip or a small
+    uncovered patch (whose Gram at the deep layers is of low rank) the term outweighed the rest
+    of the loss and painted speckled blotches there, and late frames drifted off the style."""
+    return float(region.float().mean())
+
+
 def energy(target: torch.Tensor) -> torch.Tensor:
     return target.float().pow(2).mean().clamp_min(EPS)
 

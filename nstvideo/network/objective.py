@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .features import VGGFeatures
-from .losses import ContentLoss, StyleLoss, gram, masked_gram, style_loss, temporal_loss, tv_loss
+from .losses import (ContentLoss, StyleLoss, gram, masked_gram, region_share, style_loss,
+                     temporal_loss, tv_loss)
 
 
 def normalised(weights: Optional[Sequence[float]], count: int, what: str) -> list[float]:
@@ -105,10 +106,12 @@ class StyleObjective(nn.Module):
         self.warped, self.reliable, self.temporal_weight = warped, reliable, weight
 
     def set_local_style(self, region: torch.Tensor, weight: float) -> None:
-        """Add style_weight·weight·(the style loss of the Gram of ``region`` alone), region a
-        (1, 1, H, W) map in [0, 1]: a part of the canvas (what entered a video frame) gets style
-        pressure of its own, which the global Gram, matched by the rest, no longer gives it."""
-        self.region, self.local_weight = region, weight
+        """Add style_weight·weight·share·(the style loss of the Gram of ``region`` alone), region
+        a (1, 1, H, W) map in [0, 1] and share its mean: a part of the canvas (what entered a
+        video frame) gets style pressure of its own, which the global Gram, matched by the rest,
+        no longer gives it. The share keeps that pressure per pixel at ``weight`` times the global
+        term's whatever the region's size (see ``region_share``)."""
+        self.region, self.local_weight = region, weight * region_share(region)
         self._region_at = {}
 
     def region_at(self, height: int, width: int) -> tuple[torch.Tensor, float]:

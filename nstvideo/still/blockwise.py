@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 from ..network.features import VGGFeatures
-from ..network.losses import energy, gram_matrix
+from ..network.losses import energy, gram_matrix, region_share
 from ..network.objective import blended_grams, normalised, precision_context, to_network_layout
 from .tiling import Block, grid_of, margin_for, min_tile_size, plan_blocks
 
@@ -162,7 +162,7 @@ class BlockwiseObjective:
     def set_local_style(self, region: torch.Tensor, weight: float) -> None:
         """As ``StyleObjective.set_local_style``: the region's own Gram, accumulated over the
         blocks in pass 1 beside the global one, its gradient in pass 2."""
-        self.local_weight = weight
+        self.local_weight = weight * region_share(region)
         self.region = {}
         for layer in self.style_layers:
             stride = self.strides[layer]
