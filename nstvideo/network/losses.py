@@ -78,7 +78,7 @@ def region_share(region: torch.Tensor) -> float:
     the style loss of the region's own Gram into a term whose gradient per pixel is as strong as
     the global Gram's. Unscaled, that gradient grows as 1/Σw: on a thin strip or a small
     uncovered patch (whose Gram at the deep layers is of low rank) the term outweighed the rest
-    of the loss and painted speckled blotches there, and late frames drifted off the style."""
+    of the loss and painted speckled blotches there."""
     return float(region.float().mean())
 
 
