@@ -5,15 +5,17 @@ with exact motion.
     python benchmarks/video_quality.py --weights hed --budgets low      # a trained VGG16
     python benchmarks/video_quality.py --variants "default" "temporal=none" "x=--temporal prev"
 
-Makes two clips with exact motion from ``samples/cat.jpg``: ``pan`` (the camera moves right and
+Makes clips with exact motion from ``samples/cat.jpg``: ``pan`` (the camera moves right and
 down by 2 and 1 px per frame, a flat square crosses the other way) and ``occlusion`` (a still
-scene, a square passing in front). Runs the real command (``python -m nstvideo stylize``) per
+scene, a square passing in front), and on request ``textured`` (the occlusion with a patch of
+``samples/coffee.jpg`` for the square: an occluder the flow can follow, where DIS gives the flat
+square the still background's motion). Runs the real command (``python -m nstvideo stylize``) per
 variant and budget, then measures on the output frames:
 
 - ``right_left``, ``bottom_top`` (pan only): the style distance (``nstvideo.video.quality``: a
   probe network of its own, not the painter) of the strip that entered on the right (bottom) over
   the strip at the left (top) edge, on the last frame: 1 is evenly painted;
-- ``uncovered`` (occlusion only): the style distance of what the square uncovered (up to its left
+- ``uncovered`` (occlusion and textured): the style distance of what the square uncovered (up to its left
   edge) over that of the strip left of its path, on the last frame;
 - ``*_vs_fresh`` (``right``, ``bottom``, ``uncovered``): each of those regions' style distance over
   that of the same region in the last frame stylized on its own with the first frame's budget
@@ -79,6 +81,10 @@ def make_clip(kind: str, width: int, height: int, count: int) -> tuple[list[np.n
     dx, dy = SHIFT if kind == "pan" else (0, 0)
     backdrop = scene(width + dx * count + 2, height + dy * count + 2)
     side = height // 4
+    texture = None
+    if kind == "textured":  # the occluder is a patch of another photo, which the flow can follow
+        coffee = cv2.cvtColor(cv2.imread(str(REPO / "samples" / "coffee.jpg")), cv2.COLOR_BGR2RGB)
+        texture = cv2.resize(coffee, (side * 4, side * 4), interpolation=cv2.INTER_AREA)[side:2 * side, side:2 * side]
     frames, masks = [], []
     for t in range(count):
         frame = backdrop[dy * t:dy * t + height, dx * t:dx * t + width].copy()
@@ -88,7 +94,7 @@ def make_clip(kind: str, width: int, height: int, count: int) -> tuple[list[np.n
         else:  # passes from the left third to the right third
             x, y = width // 6 + round(t * (width * 2 / 3 - side) / max(1, count - 1)), height // 3
         mask[y:y + side, max(0, x):x + side] = True
-        frame[mask] = SQUARE
+        frame[mask] = SQUARE if texture is None else texture.reshape(-1, 3)  # whole: x > 0 here
         frames.append(frame)
         masks.append(mask)
     return frames, masks
@@ -197,7 +203,7 @@ def strip(frames: list[np.ndarray], inputs: list[np.ndarray], path: Path) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", default=str(REPO / "samples" / "swirls.png"))
-    parser.add_argument("--clips", nargs="+", default=["pan", "occlusion"], choices=["pan", "occlusion"])
+    parser.add_argument("--clips", nargs="+", default=["pan", "occlusion"], choices=["pan", "occlusion", "textured"])
     parser.add_argument("--budgets", nargs="+", default=["default", "low"], choices=list(BUDGETS))
     parser.add_argument("--variants", nargs="+", default=["default"],
                         help="NAME or NAME=EXTRA-ARGS (e.g. 'prev=--temporal prev'); "
