@@ -11,7 +11,7 @@ the current one (Ruder et al.), use the backward flow ``flow(current, previous)`
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -182,18 +182,16 @@ def inpaint_unreliable(image: np.ndarray, mask: np.ndarray, detail_from: np.ndar
 
 
 FILL_SIGMA = 6.0  # px: how far around a hole the painted pixels give the statistics it takes
-FILL_GAIN_MAX = 4.0  # the most a hole's content contrast is raised to match the painting's
+FILL_REGULARISER = 1e-4  # added to the content's local colour covariance: a spread of 0.01
 FILL_GRAIN = 1.0  # the fill's grain, in units of the painting's local fine-detail spread
 GRAIN_SIGMA = 1.0  # px: the grain's blur
 
 
-def _local_statistics(values: np.ndarray, weights: np.ndarray, sigma: float
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, spread) of ``values`` (H, W, C) over the pixels ``weights`` (H, W, 0 or 1) marks,
-    Gaussian-weighted around every pixel (normalised convolution). The sums are smooth, so they
-    are blurred at half the resolution when the frame is large enough for the Gaussian (a
-    fifth of the time at 720p). Where no marked pixel is near enough to carry weight, the
-    statistics of all the marked pixels."""
+def _local_means(values: np.ndarray, weights: np.ndarray, sigma: float) -> np.ndarray:
+    """The mean of each channel of ``values`` (H, W, K) over the pixels ``weights`` (H, W, 0 or
+    1) marks, Gaussian-weighted around every pixel (normalised convolution). The sums are smooth,
+    so they are blurred at half the resolution when the frame is large enough for the Gaussian.
+    Where no marked pixel is near enough to carry weight, the mean of all the marked pixels."""
     height, width = weights.shape
     factor = 2 if min(height, width) >= 8 * sigma else 1
     size = (width // factor, height // factor)
@@ -201,38 +199,50 @@ def _local_statistics(values: np.ndarray, weights: np.ndarray, sigma: float
     def smoothed(image: np.ndarray) -> np.ndarray:
         if factor > 1:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(image, (0, 0), sigma / factor).reshape(size[1], size[0], -1)
+        image = cv2.GaussianBlur(image, (0, 0), sigma / factor)
+        if factor > 1:
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        return image.reshape(height, width, -1)
 
     weighted = values * weights[..., None]
-    total = np.maximum(smoothed(weights), 1e-6)
-    means, squares = smoothed(weighted) / total, smoothed(weighted * values) / total
-    far = total[..., 0] < 1e-3
+    # OpenCV filters at most four channels at a time
+    sums = np.concatenate([smoothed(np.ascontiguousarray(weighted[..., k:k + 4]))
+                           for k in range(0, values.shape[-1], 4)], axis=-1)
+    total = smoothed(weights)[..., 0]
+    means = sums / np.maximum(total, 1e-6)[..., None]
+    far = total < 1e-3
     if far.any():
-        marked = weights > 0
-        means[far] = values[marked].mean(0)
-        squares[far] = (values[marked] ** 2).mean(0)
-    spreads = np.sqrt(np.maximum(squares - means * means, 0.0))
-    if factor > 1:
-        means, spreads = (cv2.resize(x, (width, height), interpolation=cv2.INTER_LINEAR)
-                          .reshape(height, width, -1) for x in (means, spreads))
-    return means, spreads
+        means[far] = values[weights > 0].mean(0)
+    return means
+
+
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(H, W, 3) x (H, W, 3) -> (H, W, 9): a_i b_j per pixel."""
+    return (a[..., :, None] * b[..., None, :]).reshape(*a.shape[:-1], 9)
 
 
 def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray,
                         sigma: float = FILL_SIGMA, grain: float = FILL_GRAIN,
                         seed: int = 0) -> np.ndarray:
     """An (H, W, 3) [0, 1] image with its unreliable pixels filled with the current input frame
-    ``content`` in the painting's colours: at each pixel the content's local mean and spread (per
-    channel, over the reliable pixels around it, a Gaussian of ``sigma`` px) are mapped onto those
-    of the painted pixels there (a local Reinhard transfer). Inpainting draws the pixels beside a
-    hole across it; where something enters a frame, a strip every frame, the strips line up into
-    streaks along the motion that the frame's iterations do not undo. This fill has the content's
-    structure (an uncovered eye is there) at the painting's palette and contrast.
+    ``content`` in the painting's colours: at each pixel, the painting predicted from the content
+    by a linear regression over the reliable pixels around it (a Gaussian of ``sigma`` px), from
+    the content's three channels to the painting's (the guided filter's local linear model, with
+    a full 3x3 map). Inpainting draws the pixels beside a hole across it; where something enters a
+    frame, a strip every frame, the strips line up into streaks along the motion that the frame's
+    iterations do not undo. This fill has the content's structure (an uncovered eye is there) in
+    the colours the painting gives that structure nearby.
 
-    Where the content is smooth that is a smooth fill, and a frame's iterations (15 to 100, not a
+    The map is across channels: the content's variation is mostly luminance, and a painting in
+    two colours (the swirls' blue and yellow) puts luminance on a blue-yellow axis. The earlier
+    per-channel map (each channel's local mean and spread, positive gains) could not: a filled
+    pixel started at the palette's mean, a dull grey-cyan, with grey light and dark, and the
+    frames after left that pale trail where a square had passed.
+
+    Where the content is smooth the fill is smooth, and a frame's iterations (15 to 100, not a
     first frame's) do not paint a smooth start: the strip stays unpainted. So the fill also gets
-    ``grain`` times the painting's own grain: seeded noise at GRAIN_SIGMA px, as strong as the
-    local spread of the painted pixels' fine detail (the painting less its Gaussian blur at
+    ``grain`` times the painting's own grain: seeded noise at GRAIN_SIGMA px, with the local
+    colour covariance of the painted pixels' fine detail (the painting less its Gaussian blur at
     DETAIL_SIGMA) around it, which the iterations turn into strokes."""
     holes = mask < 0.5
     if not holes.any() or holes.all():
@@ -240,19 +250,55 @@ def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray
     weights = (~holes).astype(np.float32)
     painted = np.ascontiguousarray(image, dtype=np.float32)
     content = np.ascontiguousarray(content, dtype=np.float32)
-    (paint_mean, paint_spread), (content_mean, content_spread) = (
-        _local_statistics(x, weights, sigma) for x in (painted, content))
-    gain = np.clip(paint_spread / np.maximum(content_spread, 1e-3), 0.0, FILL_GAIN_MAX)
-    filled = paint_mean + (content - content_mean) * gain
-    if grain > 0:
-        fine = painted - cv2.GaussianBlur(painted, (0, 0), DETAIL_SIGMA)
-        _, fine_spread = _local_statistics(fine, weights, sigma)
-        # one field for the three channels: light and dark grain in the painting's colours, not
-        # speckles of every colour
-        noise = np.random.default_rng(seed).standard_normal(painted.shape[:2], dtype=np.float32)
+    fine = painted - cv2.GaussianBlur(painted, (0, 0), DETAIL_SIGMA)
+    noise = None
+    if grain > 0:  # one field for the frame: the same grain whatever boxes the holes fall in
+        noise = np.random.default_rng(seed).standard_normal((*painted.shape[:2], 3),
+                                                            dtype=np.float32)
         noise = cv2.GaussianBlur(noise, (0, 0), GRAIN_SIGMA)
-        filled += grain * fine_spread * (noise / max(float(noise.std()), 1e-6))[..., None]
-    return np.where(holes[..., None], np.clip(filled, 0.0, 1.0), image)
+        noise /= np.maximum(noise.reshape(-1, 3).std(0), 1e-6)
+    out = np.array(painted, copy=True)
+    height, width = holes.shape
+    margin = int(np.ceil(3 * sigma))  # the statistics a hole pixel takes come from this near
+    # the holes' boxes with that margin, not the whole frame: the moments are 33 channels
+    for y0, y1, x0, x1 in covering_boxes(holes, 2 * margin):
+        outer = (slice(max(0, y0 - margin), min(height, y1 + margin)),
+                 slice(max(0, x0 - margin), min(width, x1 + margin)))
+        box = np.zeros_like(holes)
+        box[y0:y1, x0:x1] = holes[y0:y1, x0:x1]
+        if not weights[outer].any():  # nothing painted this near: the frame's painting
+            outer = (slice(None), slice(None))
+        here = box[outer]
+        filled = _regressed(content[outer], painted[outer], fine[outer], weights[outer], here,
+                            sigma, None if noise is None else grain * noise[outer][here])
+        out[outer][here] = np.clip(filled, 0.0, 1.0)
+    return out
+
+
+def _regressed(content: np.ndarray, painted: np.ndarray, fine: np.ndarray, weights: np.ndarray,
+               holes: np.ndarray, sigma: float, noise: Optional[np.ndarray]) -> np.ndarray:
+    """``transfer_unreliable``'s values at ``holes`` (N, 3): the local regression of the painting
+    on the content, plus ``noise`` (N, 3, unit variance) coloured by the fine detail's local
+    covariance."""
+    moments = _local_means(np.concatenate([content, painted, _outer(content, content),
+                                           _outer(painted, content), _outer(fine, fine)], -1),
+                           weights, sigma)[holes]
+    content_mean, paint_mean = moments[:, 0:3], moments[:, 3:6]
+    content_cov = (moments[:, 6:15].reshape(-1, 3, 3)
+                   - content_mean[:, :, None] * content_mean[:, None, :])
+    cross_cov = (moments[:, 15:24].reshape(-1, 3, 3)
+                 - paint_mean[:, :, None] * content_mean[:, None, :])
+    eye = np.eye(3, dtype=np.float32)
+    # map = cross · content⁻¹, solved as content mapᵀ = crossᵀ (content is symmetric)
+    mapping = np.linalg.solve(content_cov + FILL_REGULARISER * eye,
+                              cross_cov.transpose(0, 2, 1)).transpose(0, 2, 1)
+    filled = paint_mean + np.einsum("nij,nj->ni", mapping, content[holes] - content_mean)
+    if noise is not None:
+        # light and dark grain in the painting's colours (its fine detail's covariance), not
+        # speckles of every colour
+        root = np.linalg.cholesky(moments[:, 24:33].reshape(-1, 3, 3) + 1e-6 * eye)
+        filled = filled + np.einsum("nij,nj->ni", root, noise)
+    return filled
 
 
 def warping_error(frame_a: np.ndarray, frame_b: np.ndarray, flow_ab: np.ndarray,
@@ -297,3 +343,4 @@ def covering_boxes(region: np.ndarray, least: int, fill: float = 0.5) -> list[Bo
         return [(int(a), int(b), int(c), int(d))]
 
     return cover(0, height, 0, width)
+
