@@ -84,7 +84,8 @@ def make_clip(kind: str, width: int, height: int, count: int) -> tuple[list[np.n
     texture = None
     if kind == "textured":  # the occluder is a patch of another photo, which the flow can follow
         coffee = cv2.cvtColor(cv2.imread(str(REPO / "samples" / "coffee.jpg")), cv2.COLOR_BGR2RGB)
-        texture = cv2.resize(coffee, (side * 4, side * 4), interpolation=cv2.INTER_AREA)[side:2 * side, side:2 * side]
+        coffee = cv2.resize(coffee, (side * 4, side * 4), interpolation=cv2.INTER_AREA)
+        texture = coffee[side:2 * side, side:2 * side]
     frames, masks = [], []
     for t in range(count):
         frame = backdrop[dy * t:dy * t + height, dx * t:dx * t + width].copy()

@@ -310,7 +310,8 @@ class VideoConfig:
                                "across (1: never)")
     fill: str = opt("transfer", "where the warp cannot be trusted, a frame starts from the frame's "
                     "content as the painted pixels around it render it (a local linear regression "
-                    "from the content's colours to the painting's), with their grain (transfer); from the warped previous output inpainted from around it with the "
+                    "from the content's colours to the painting's), with their grain (transfer); "
+                    "from the warped previous output inpainted from around it with the "
                     "frame's own fine detail (inpaint: streaks where a pan brings in a strip every "
                     "frame, and an uncovered eye smeared); or from the content",
                     choices=("transfer", "inpaint", "content"))

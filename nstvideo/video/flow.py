@@ -261,11 +261,16 @@ def transfer_unreliable(image: np.ndarray, mask: np.ndarray, content: np.ndarray
     height, width = holes.shape
     margin = int(np.ceil(3 * sigma))  # the statistics a hole pixel takes come from this near
     # the holes' boxes with that margin, not the whole frame: the moments are 33 channels
-    for y0, y1, x0, x1 in covering_boxes(holes, 2 * margin):
+    # boxes may overlap: each hole pixel is filled once, by the last box that holds it
+    unfilled = holes.copy()
+    for y0, y1, x0, x1 in reversed(covering_boxes(holes, 2 * margin)):
         outer = (slice(max(0, y0 - margin), min(height, y1 + margin)),
                  slice(max(0, x0 - margin), min(width, x1 + margin)))
         box = np.zeros_like(holes)
-        box[y0:y1, x0:x1] = holes[y0:y1, x0:x1]
+        box[y0:y1, x0:x1] = unfilled[y0:y1, x0:x1]
+        unfilled[y0:y1, x0:x1] = False
+        if not box.any():
+            continue
         if not weights[outer].any():  # nothing painted this near: the frame's painting
             outer = (slice(None), slice(None))
         here = box[outer]
@@ -343,4 +348,3 @@ def covering_boxes(region: np.ndarray, least: int, fill: float = 0.5) -> list[Bo
         return [(int(a), int(b), int(c), int(d))]
 
     return cover(0, height, 0, width)
-
