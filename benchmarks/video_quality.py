@@ -22,7 +22,9 @@ variant and budget, then measures on the output frames:
   (``--temporal none``): the same content, so 1 is "as stylized as a first frame", whatever the
   region shows (the ratios above also compare content with other content);
 - ``detail``: the Laplacian variance of the last six frames over the first's;
-- ``style_late``: the whole-frame style distance of the last six frames over the first's;
+- ``style_late``: the whole-frame style distance of the last six frames over the first's (the
+  first frame shows other content: a pan's last frame stylized on its own reads up to 1.2x the
+  first's); ``whole_vs_fresh``: the last frame's over the same frame stylized on its own;
 - ``blotches_late``: ``quality.blotches`` (clusters of single pixels of every hue, which a Gram
   takes for texture) of the last six frames over the first's;
 - ``warping_error`` under the known motion (the square left out) and ``flicker_vs_none``, its ratio
@@ -150,7 +152,9 @@ def against_fresh(last: np.ndarray, fresh: np.ndarray, content: np.ndarray, kind
     - ``*_content_vs_fresh``: its distance from the input's content there (a fill that copies
       painted texture from beside the region matches the style and loses the content)."""
     video, alone, source = (images.to_tensor(a) for a in (last, fresh, content))
-    row = {}
+    # the whole frame too: ``style_late`` compares the last frames with the first, other content
+    row = {"whole_vs_fresh": (quality.style_distance(probe, video, grams)
+                              / quality.style_distance(probe, alone, grams))}
     for name, index in regions(kind, masks, count).items():
         inside = np.zeros(last.shape[:2], dtype=bool)
         inside[index[1:]] = True
