@@ -150,9 +150,10 @@ def against_fresh(last: np.ndarray, fresh: np.ndarray, content: np.ndarray, kind
       fill drawn out into streaks has little across them, and the style distance of a thin band
       does not see it (the strips show it; this figure agrees with them);
     - ``*_content_vs_fresh``: its distance from the input's content there (a fill that copies
-      painted texture from beside the region matches the style and loses the content)."""
+      painted texture from beside the region matches the style and loses the content);
+    - ``whole_vs_fresh``: the whole frame's style distance, the same content on both sides, where
+      ``style_late`` compares with the first frame's."""
     video, alone, source = (images.to_tensor(a) for a in (last, fresh, content))
-    # the whole frame too: ``style_late`` compares the last frames with the first, other content
     row = {"whole_vs_fresh": (quality.style_distance(probe, video, grams)
                               / quality.style_distance(probe, alone, grams))}
     for name, index in regions(kind, masks, count).items():
